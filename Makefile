@@ -1,0 +1,40 @@
+# Flightline — the two commands a fresh machine needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+STACK := deploy/local/stack.sh
+BIN := target/debug/flightline
+
+.PHONY: help setup build run test test-rust test-interop stack-up stack-down stack-status migrate
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## install build prerequisites missing on this machine (apt, rustup components, pip)
+	@deploy/local/setup.sh
+
+build: setup ## build the flightline binary (debug profile)
+	$(CARGO) build --bin flightline
+
+stack-up: ## bring up Kafka (KRaft), PostgreSQL and Redis locally
+	@$(STACK) up
+
+stack-down: ## stop the local stack
+	@$(STACK) down
+
+stack-status: ## one line per local service
+	@$(STACK) status
+
+migrate: build stack-up ## apply database migrations
+	$(BIN) migrate
+
+run: build stack-up ## stack up, migrate, every role in one process plus a simulated fleet
+	@deploy/local/run.sh
+
+test: setup stack-up test-rust test-interop ## stack up, then every test against the real services
+
+test-rust:
+	$(CARGO) test --workspace --no-fail-fast
+
+test-interop:
+	bash schemas/interop/run.sh

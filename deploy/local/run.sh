@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make run`: migrate, start every role in one process, wait until it is ready, print where to
+# look, and fly a simulated fleet in the foreground. Ctrl-C stops the fleet and drains the roles.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+bin="$root/target/debug/flightline"
+state="${FLIGHTLINE_STACK_DIR:-$root/.stack}"
+addr="${FLIGHTLINE_HTTP_ADDR:-127.0.0.1:8080}"
+mkdir -p "$state/logs"
+
+"$bin" migrate
+"$bin" all >>"$state/logs/flightline.log" 2>&1 &
+all_pid=$!
+stop() {
+  kill -TERM "$all_pid" 2>/dev/null || true
+  wait "$all_pid" 2>/dev/null || true
+  echo "run: flightline stopped (log: $state/logs/flightline.log)"
+}
+trap stop EXIT
+
+deadline=$((SECONDS + 60))
+until curl -fsS "http://$addr/readyz" >/dev/null 2>&1; do
+  if ! kill -0 "$all_pid" 2>/dev/null; then
+    echo "run: flightline exited during start-up; last lines of $state/logs/flightline.log:" >&2
+    tail -n 20 "$state/logs/flightline.log" >&2
+    exit 1
+  fi
+  if ((SECONDS > deadline)); then
+    echo "run: flightline not ready on http://$addr/readyz after 60 s" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+
+cat <<MSG
+
+  Flightline is up.
+    API:        http://$addr   (health: /healthz, readiness: /readyz)
+    Logs:       $state/logs/flightline.log
+    Database:   psql postgres://flightline:flightline@127.0.0.1:5432/flightline
+  Flying a simulated fleet of ${SIM_DRONES:-3} drones at ${SIM_HZ:-50} Hz; Ctrl-C to stop.
+
+MSG
+"$bin" simulate --drones "${SIM_DRONES:-3}" --hz "${SIM_HZ:-50}" --target "http://$addr" || true

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing Flightline needs and a brand-new machine may lack:
+# a C toolchain and cmake (librdkafka is compiled from source by rdkafka-sys), a JDK and Maven
+# (the local Kafka broker), Python with fastavro (the Avro interop test). Quick when all is there.
+set -euo pipefail
+
+missing=()
+command -v cc >/dev/null || missing+=(build-essential)
+command -v make >/dev/null || missing+=(make)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]} (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install Rust with rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+if ! python3 -c 'import fastavro' 2>/dev/null; then
+  echo "setup: installing fastavro (pip)"
+  python3 -m pip install -q fastavro || python3 -m pip install -q --break-system-packages fastavro
+fi

@@ -1,0 +1,811 @@
+#!/usr/bin/env bash
+# deploy/local/stack.sh - Flightline's real single-node local stack, without Docker:
+#
+#   kafka     Apache Kafka 4.x in KRaft mode (one combined broker+controller), assembled
+#             from its Maven Central jars (deploy/local/kafka/pom.xml) on the local JDK
+#   postgres  this stack's own PostgreSQL cluster, from the Debian packages
+#   redis     this stack's own redis-server, from the Debian package
+#
+# usage:  deploy/local/stack.sh up|down|status|topics
+#
+#   up      bring up whatever is missing and wait for it; quick when all is already up
+#   down    stop all three (gracefully, then by force)
+#   status  one line per service; exit 0 only if all are up
+#   topics  create the Flightline topics that are missing (also part of `up`)
+#
+# env:    FLIGHTLINE_STACK_DIR   state: jars, data, logs, pid files (default <repo>/.stack)
+#         STACK_TIMEOUT          seconds to wait for each service to come up (default 120)
+#         FLIGHTLINE_PARTITIONS  partitions of each topic when it is created (default 6)
+#
+# Runs as root on Debian 12: it apt-get installs what is missing and runs PostgreSQL as the
+# `postgres` OS user (PostgreSQL refuses to run as root). See deploy/local/README.md.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
+
+STATE_DIR=${FLIGHTLINE_STACK_DIR:-$REPO_ROOT/.stack}
+[[ $STATE_DIR == /* ]] || STATE_DIR=$PWD/$STATE_DIR # pid files and cmdlines need absolute paths
+STATE_DIR=${STATE_DIR%/}
+STACK_TIMEOUT=${STACK_TIMEOUT:-120}
+PARTITIONS=${FLIGHTLINE_PARTITIONS:-6}
+TOPICS=(telemetry.v1 flights.v1 telemetry.dlq)
+
+# Fixed addresses: the Rust defaults (CONTRACT.md) point here, and so does CI.
+HOST=127.0.0.1
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+PG_PORT=5432
+REDIS_PORT=6379
+
+LOG_DIR=$STATE_DIR/logs
+
+KAFKA_DIR=$STATE_DIR/kafka
+KAFKA_LIBS=$KAFKA_DIR/libs
+KAFKA_DATA=$KAFKA_DIR/data
+KAFKA_PROPS=$KAFKA_DIR/server.properties
+KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
+KAFKA_LOG=$LOG_DIR/kafka.log
+KAFKA_TOOLS_LOG=$LOG_DIR/kafka-tools.log
+KAFKA_POM=$SCRIPT_DIR/kafka/pom.xml
+
+REDIS_DIR=$STATE_DIR/redis
+REDIS_PIDFILE=$REDIS_DIR/redis.pid
+REDIS_LOG=$LOG_DIR/redis.log
+
+PG_LOG=$LOG_DIR/postgres.log
+# PG_BASE, PGDATA and PG_SOCK are decided by pg_paths (the data dir must be reachable by the
+# postgres OS user, which the repo folder may not be).
+PG_BASE=
+PGDATA=
+PG_SOCK=
+PG_BIN=
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+say() { printf 'stack: %s\n' "$*"; }
+warn() { printf 'stack: %s\n' "$*" >&2; }
+die() {
+	printf 'stack: ERROR: %s\n' "$*" >&2
+	exit 1
+}
+
+# fail_service SERVICE LOGFILE REASON: the single way a service failure is reported, so every
+# failure names the service and shows the end of the log that explains it.
+fail_service() {
+	local svc=$1 log=$2
+	shift 2
+	printf 'stack: ERROR: %s did not come up: %s\n' "$svc" "$*" >&2
+	if [[ -s $log ]]; then
+		printf 'stack: last 40 lines of %s:\n' "$log" >&2
+		tail -n 40 -- "$log" | sed 's/^/    /' >&2
+	fi
+	exit 1
+}
+
+usage() {
+	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+need_root() {
+	[[ $EUID -eq 0 ]] || die "'stack.sh $1' must run as root (it may apt-get install packages and runs PostgreSQL as the postgres user)"
+}
+
+# Serialise concurrent invocations (e.g. parallel make targets): two `up`s racing would start
+# two brokers on one data dir. Daemons are started with fd 9 closed (`9>&-`) so they do not
+# inherit, and hold, this lock after the script exits.
+take_lock() {
+	mkdir -p "$STATE_DIR"
+	exec 9>"$STATE_DIR/.lock"
+	if ! flock -n 9; then
+		say "waiting for another stack.sh in $STATE_DIR to finish ..."
+		flock -w $((STACK_TIMEOUT * 3)) 9 || die "another stack.sh still holds $STATE_DIR/.lock"
+	fi
+}
+
+# pid_alive PID: running and not a zombie (containers whose PID 1 does not reap leave
+# zombies behind, and kill -0 succeeds on those).
+pid_alive() {
+	local stat
+	[[ ${1:-} =~ ^[0-9]+$ ]] || return 1
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
+cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+
+# read_pidfile FILE: the pid it names, or nothing. Always succeeds (safe in $(...) under -e).
+read_pidfile() {
+	local pid=
+	if [[ -s $1 ]]; then
+		read -r pid <"$1" || true
+	fi
+	[[ $pid =~ ^[0-9]+$ ]] && echo "$pid"
+	return 0
+}
+
+# tcp_open PORT: something accepts TCP connections on HOST:PORT.
+tcp_open() {
+	# shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash, on purpose
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
+}
+
+# port_holder PORT: "pid N: cmdline" of the process listening on PORT, for error messages.
+# Reads /proc directly because `ss`/`lsof` are not on a minimal Debian.
+port_holder() {
+	local hex inode link pid cmd
+	hex=$(printf '%04X' "$1")
+	inode=$(awk -v h="$hex" '$4 == "0A" { n = split($2, a, ":"); if (a[n] == h) { print $10; exit } }' \
+		/proc/net/tcp /proc/net/tcp6 2>/dev/null || true)
+	if [[ -z $inode ]]; then
+		echo "an unknown process"
+		return 0
+	fi
+	link=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\[$inode\]" -print -quit 2>/dev/null || true)
+	if [[ -z $link ]]; then
+		echo "a process this shell cannot see (socket inode $inode)"
+		return 0
+	fi
+	pid=${link#/proc/}
+	pid=${pid%%/*}
+	# Long java command lines keep their telling part at the end (main class, config path).
+	cmd=$(cmdline_of "$pid")
+	((${#cmd} <= 240)) || cmd="${cmd:0:80} ... ${cmd: -150}"
+	echo "pid $pid: $cmd"
+}
+
+# stop_pid NAME PID SECONDS: SIGTERM, wait up to SECONDS for a clean exit, then SIGKILL.
+stop_pid() {
+	local name=$1 pid=$2 secs=$3 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < secs * 10; i++)); do
+		pid_alive "$pid" || return 0
+		sleep 0.1
+	done
+	warn "$name (pid $pid) still running ${secs}s after SIGTERM; sending SIGKILL"
+	kill -KILL "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		pid_alive "$pid" || return 0
+		sleep 0.1
+	done
+	die "$name (pid $pid) survived SIGKILL"
+}
+
+# apt_install PKG...: only called when something is missing; `apt-get update` first because a
+# fresh machine's package lists may be stale or empty.
+apt_install() {
+	local log=$LOG_DIR/apt.log
+	command -v apt-get >/dev/null || die "$* missing and apt-get not available; install $* by hand"
+	say "installing $* (apt-get; first run only, may take a minute) ..."
+	mkdir -p "$LOG_DIR"
+	if ! {
+		DEBIAN_FRONTEND=noninteractive apt-get update &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+	} >>"$log" 2>&1 9>&- </dev/null; then
+		fail_service "$1" "$log" "apt-get install $* failed"
+	fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# kafka
+
+# kafka_libs: the broker and tool jars, copied from Maven Central once. The marker holds a hash
+# of the POM, so a version bump there re-copies into an empty folder (stale jars of another
+# version on one classpath would break Kafka).
+kafka_libs() {
+	local want marker=$KAFKA_LIBS/.complete log=$LOG_DIR/maven.log
+	want=$(sha256sum <"$KAFKA_POM" | cut -d' ' -f1)
+	if [[ -f $marker && $(<"$marker") == "$want" ]]; then
+		return 0
+	fi
+	command -v java >/dev/null || apt_install openjdk-17-jre-headless
+	command -v mvn >/dev/null || apt_install maven
+	say "kafka ... fetching the Kafka jars from Maven Central (first run only) ..."
+	rm -rf -- "$KAFKA_LIBS"
+	mkdir -p "$KAFKA_LIBS" "$LOG_DIR"
+	if ! mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >>"$log" 2>&1 9>&- </dev/null; then
+		fail_service kafka "$log" "mvn could not fetch the Kafka jars (see $log)"
+	fi
+	compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null ||
+		fail_service kafka "$log" "mvn succeeded but $KAFKA_LIBS has no kafka_2.13 jar"
+	echo "$want" >"$marker"
+}
+
+# kafka_tool SECONDS MAIN_CLASS ARGS...: a short-lived JVM on the Kafka jars (StorageTool,
+# TopicCommand, ...). Small heap and C1-only JIT: these runs are about start-up time.
+kafka_tool() {
+	local secs=$1
+	shift
+	timeout --kill-after=5 "$secs" java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+		-Djava.awt.headless=true -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/tools-log4j2.xml" \
+		-cp "$KAFKA_LIBS/*" "$@"
+}
+
+# is_our_kafka PID: that process is the broker started from this state dir. Checking the
+# command line (not just that the pid is alive) makes a stale pid file harmless after a
+# kill -9 or a reboot, when the pid may belong to something else.
+is_our_kafka() {
+	pid_alive "${1:-}" && [[ $(cmdline_of "$1") == *" kafka.Kafka $KAFKA_PROPS"* ]]
+}
+
+# kafka_pid: pid of this state dir's broker, or nothing. Trusts the pid file only after
+# is_our_kafka; otherwise scans /proc for java processes (cheap: no fork per process).
+kafka_pid() {
+	local pid d comm
+	pid=$(read_pidfile "$KAFKA_PIDFILE")
+	if is_our_kafka "$pid"; then
+		echo "$pid"
+		return 0
+	fi
+	for d in /proc/[0-9]*; do
+		comm=
+		read -r comm 2>/dev/null <"$d/comm" || continue
+		[[ $comm == java ]] || continue
+		pid=${d#/proc/}
+		if is_our_kafka "$pid"; then
+			[[ -d $KAFKA_DIR ]] && echo "$pid" >"$KAFKA_PIDFILE"
+			echo "$pid"
+			return 0
+		fi
+	done
+	return 0
+}
+
+# kafka_probe: the broker answers the Kafka protocol on HOST:KAFKA_PORT. Sends a raw
+# ApiVersions v0 request (api_key 18, correlation id "FLIT", null client id) over bash's
+# /dev/tcp and checks the correlation id of the reply, so `status` needs no JVM. Brokers answer
+# ApiVersions even for versions they no longer support, so this holds across Kafka versions.
+kafka_probe() {
+	local reply
+	# shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash, on purpose
+	reply=$(timeout 3 bash -c '
+		exec 3<>"/dev/tcp/$0/$1" || exit 1
+		printf "\x00\x00\x00\x0a\x00\x12\x00\x00\x46\x4c\x49\x54\xff\xff" >&3
+		head -c 8 <&3 | od -An -tx1' "$HOST" "$KAFKA_PORT" 2>/dev/null) || return 1
+	reply=${reply//[[:space:]]/}
+	[[ ${#reply} -eq 16 && ${reply:8} == 464c4954 ]]
+}
+
+kafka_write_config() {
+	cat >"$KAFKA_PROPS" <<EOF
+# Generated by deploy/local/stack.sh at every start of the broker: edit the script, not this.
+# One node that is both broker and KRaft controller.
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+# Kafka 4 dynamic quorum (KIP-853): the storage was formatted with 'StorageTool format
+# --standalone', which records this node as the only voter; the controller is then found
+# through bootstrap servers, and controller.quorum.voters must NOT be set.
+controller.quorum.bootstrap.servers=$HOST:$KAFKA_CONTROLLER_PORT
+log.dirs=$KAFKA_DATA
+
+# A single broker: every internal topic must make do with one replica.
+num.partitions=6
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+
+# Topics are created explicitly (stack.sh topics, tests); a typo must not create a topic.
+auto.create.topics.enable=false
+# Tests start consumer groups constantly; do not wait 3 s for more members to join.
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+# kafka_format: first run only. Kafka 4 has no ZooKeeper and no implicit format: the log dir
+# must be formatted with a cluster id before the first start.
+kafka_format() {
+	local id
+	[[ -f $KAFKA_DATA/meta.properties ]] && return 0
+	say "kafka ... formatting storage in $KAFKA_DATA (first run only)"
+	mkdir -p "$KAFKA_DATA"
+	id=$(kafka_tool 120 kafka.tools.StorageTool random-uuid 2>>"$KAFKA_TOOLS_LOG") ||
+		fail_service kafka "$KAFKA_TOOLS_LOG" "StorageTool random-uuid failed"
+	kafka_tool 120 kafka.tools.StorageTool format --standalone --ignore-formatted \
+		--cluster-id "$id" --config "$KAFKA_PROPS" >>"$KAFKA_TOOLS_LOG" 2>&1 ||
+		fail_service kafka "$KAFKA_TOOLS_LOG" "StorageTool format failed"
+}
+
+# kafka_start: start the broker in the background if it is not running; kafka_wait waits.
+# Starting it first lets its slow JVM start-up overlap with PostgreSQL and Redis.
+kafka_start() {
+	local pid port
+	pid=$(kafka_pid)
+	if [[ -n $pid ]]; then
+		return 0
+	fi
+	mkdir -p "$KAFKA_DIR" "$LOG_DIR"
+	rm -f -- "$KAFKA_PIDFILE"
+	for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+		if tcp_open "$port"; then
+			die "kafka: port $HOST:$port is already in use by $(port_holder "$port"), which is not the broker of $STATE_DIR. Stop it (if it is another checkout's stack: its 'deploy/local/stack.sh down') and re-run."
+		fi
+	done
+	kafka_libs
+	kafka_write_config
+	kafka_format
+	say "kafka ... starting (log: $KAFKA_LOG)"
+	printf '\n===== %s stack.sh: starting kafka =====\n' "$(date -Is)" >>"$KAFKA_LOG"
+	# setsid: a session of its own, so neither Ctrl-C in this terminal nor the end of a CI
+	# step's process group takes the broker down with the script. stdout/stderr go to the same
+	# file log4j2 writes (both append), so JVM errors before logging starts are visible too.
+	(
+		cd "$KAFKA_DIR"
+		exec setsid java -server -Xms256m -Xmx1G \
+			-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+			-XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+			-XX:ErrorFile="$LOG_DIR/kafka-hs_err_%p.log" -Djava.awt.headless=true \
+			-Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.xml" \
+			-Dflightline.kafka.log="$KAFKA_LOG" \
+			-cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS"
+	) >>"$KAFKA_LOG" 2>&1 9>&- </dev/null &
+	echo $! >"$KAFKA_PIDFILE"
+}
+
+# kafka_wait: until the broker answers, with a deadline; fails fast if the JVM died.
+kafka_wait() {
+	local deadline=$((SECONDS + STACK_TIMEOUT))
+	until kafka_probe; do
+		[[ -n $(kafka_pid) ]] || fail_service kafka "$KAFKA_LOG" "the broker process exited"
+		((SECONDS < deadline)) ||
+			fail_service kafka "$KAFKA_LOG" "no answer on $HOST:$KAFKA_PORT within ${STACK_TIMEOUT}s (STACK_TIMEOUT)"
+		sleep 0.5
+	done
+	say "kafka ... up ($HOST:$KAFKA_PORT)"
+}
+
+# kafka_topics: list (one JVM; doubles as the end-to-end check that the broker serves
+# metadata), then create only the missing topics, one JVM each. Existing topics are left
+# as they are, whatever their partition count (change those with TopicCommand --alter).
+kafka_topics() {
+	local deadline=$((SECONDS + STACK_TIMEOUT)) listed t left
+	local -a missing=()
+	kafka_libs
+	mkdir -p "$LOG_DIR"
+	while :; do
+		left=$((deadline - SECONDS))
+		listed=$(kafka_tool $((left > 10 ? left : 10)) org.apache.kafka.tools.TopicCommand \
+			--bootstrap-server "$HOST:$KAFKA_PORT" --list 2>>"$KAFKA_TOOLS_LOG") && break
+		((SECONDS < deadline)) ||
+			fail_service kafka "$KAFKA_TOOLS_LOG" "listing topics on $HOST:$KAFKA_PORT failed for ${STACK_TIMEOUT}s"
+		sleep 1
+	done
+	for t in "${TOPICS[@]}"; do
+		grep -qxF -- "$t" <<<"$listed" || missing+=("$t")
+	done
+	if ((${#missing[@]} == 0)); then
+		say "kafka ... topics present: ${TOPICS[*]}"
+		return 0
+	fi
+	for t in "${missing[@]}"; do
+		say "kafka ... creating topic $t ($PARTITIONS partitions, replication factor 1)"
+		kafka_tool 120 org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
+			--create --if-not-exists --topic "$t" --partitions "$PARTITIONS" --replication-factor 1 \
+			>>"$KAFKA_TOOLS_LOG" 2>&1 ||
+			fail_service kafka "$KAFKA_TOOLS_LOG" "creating topic $t failed"
+	done
+}
+
+kafka_down() {
+	local pid
+	pid=$(kafka_pid)
+	if [[ -z $pid ]]; then
+		say "kafka ... not running"
+	else
+		say "kafka ... stopping (pid $pid; controlled shutdown takes a few seconds)"
+		stop_pid kafka "$pid" 60
+	fi
+	rm -f -- "$KAFKA_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# postgres
+
+# pg_paths: where this stack's cluster lives. PostgreSQL runs as the `postgres` OS user, which
+# must be able to reach its data dir. The state dir is used when it can; when it cannot (repo
+# under /root or another 0700 folder) the cluster goes to /var/lib/flightline/<hash of the
+# state dir>/ and <state>/postgres becomes a symlink to it, so status/down find it again.
+pg_paths() {
+	local create=${1:-}
+	if [[ -L $STATE_DIR/postgres ]]; then
+		PGDATA=$(readlink -f -- "$STATE_DIR/postgres")
+		PG_BASE=${PGDATA%/*}
+	elif [[ -d $STATE_DIR/postgres ]] || { [[ -d $STATE_DIR ]] && runuser -u postgres -- test -x "$STATE_DIR" 2>/dev/null; }; then
+		PG_BASE=$STATE_DIR
+		PGDATA=$PG_BASE/postgres
+	else
+		PG_BASE=/var/lib/flightline/$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-16)
+		PGDATA=$PG_BASE/postgres
+		if [[ $create == create ]]; then
+			say "postgres ... $STATE_DIR is not reachable by the postgres user; cluster goes to $PGDATA"
+			mkdir -p "$PG_BASE"
+			chmod 755 /var/lib/flightline "$PG_BASE"
+			ln -sfn -- "$PGDATA" "$STATE_DIR/postgres"
+		fi
+	fi
+	# Unix sockets have a ~107-byte path limit; deep checkouts fall back to /tmp.
+	PG_SOCK=$PG_BASE/postgres-run
+	if ((${#PG_SOCK} > 90)); then
+		PG_SOCK=/tmp
+	fi
+	pg_find_bin
+}
+
+# pg_find_bin: the PostgreSQL major that created the cluster, else the newest installed.
+pg_find_bin() {
+	local v cands
+	PG_BIN=
+	if [[ -f $PGDATA/PG_VERSION ]]; then
+		v=$(<"$PGDATA/PG_VERSION")
+		[[ -x /usr/lib/postgresql/$v/bin/pg_ctl ]] && PG_BIN=/usr/lib/postgresql/$v/bin && return 0
+	fi
+	cands=$(printf '%s\n' /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n1)
+	[[ -x $cands ]] && PG_BIN=${cands%/pg_ctl}
+	return 0
+}
+
+# pg_as CMD...: run as the postgres OS user, from / (it may not be able to enter $PWD).
+pg_as() { (cd / && runuser -u postgres -- "$@"); }
+
+# pg_pid: the postmaster of this stack's cluster, or nothing. Checks that the pid in
+# postmaster.pid is a live `postgres -D <our data dir>`, so a stale file (kill -9, reboot,
+# pid reused) is recognised as stale.
+pg_pid() {
+	local pid
+	pid=$(read_pidfile "$PGDATA/postmaster.pid")
+	if pid_alive "$pid" && [[ $(cmdline_of "$pid") == *"-D $PGDATA"* ]]; then
+		echo "$pid"
+	fi
+	return 0
+}
+
+# pg_cluster_procs: live processes of this cluster, found by their working directory (the
+# postmaster and every backend chdir into the data dir).
+pg_cluster_procs() {
+	local d real
+	real=$(readlink -f -- "$PGDATA")
+	for d in /proc/[0-9]*; do
+		if [[ $(readlink "$d/cwd" 2>/dev/null) == "$real" ]] && pid_alive "${d#/proc/}"; then
+			echo "${d#/proc/}"
+		fi
+	done
+	return 0
+}
+
+# pg_clear_stale_pidfile: after a kill -9 or a reboot, postmaster.pid may name a pid that is
+# "taken" (reused, or a zombie in a container whose PID 1 does not reap), and PostgreSQL then
+# refuses to start. The file is removed, but only once no process of the cluster is left:
+# orphaned backends could still be attached to its shared memory.
+pg_clear_stale_pidfile() {
+	local i left
+	[[ -f $PGDATA/postmaster.pid ]] || return 0
+	for ((i = 0; i < 100; i++)); do
+		left=$(pg_cluster_procs)
+		[[ -z $left ]] && break
+		sleep 0.1
+	done
+	[[ -z $left ]] ||
+		die "postgres: processes of $PGDATA are still running without their postmaster (pids: ${left//$'\n'/ }); stop them and re-run"
+	say "postgres ... removing the stale postmaster.pid (its server is gone)"
+	rm -f -- "$PGDATA/postmaster.pid"
+}
+
+pg_ready() { [[ -n $PG_BIN ]] && "$PG_BIN/pg_isready" -q -h "$HOST" -p "$PG_PORT" -t 2 2>/dev/null; }
+
+# pg_free_port: port 5432 answers but not with our cluster. Debian's postgresql package creates
+# and starts its own `main` cluster on 5432 (and starts it again at boot); this stack runs its
+# own cluster instead, so that one is stopped. Anything else on the port is an error.
+pg_free_port() {
+	local ver name port status _rest
+	if command -v pg_lsclusters >/dev/null; then
+		while read -r ver name port status _rest; do
+			if [[ $port == "$PG_PORT" && $status == online* ]]; then
+				say "postgres ... stopping Debian's own cluster $ver/$name, which holds port $PG_PORT (this stack runs its own cluster)"
+				pg_ctlcluster "$ver" "$name" stop >>"$PG_LOG" 2>&1 9>&- </dev/null ||
+					fail_service postgres "$PG_LOG" "could not stop Debian's cluster $ver/$name (pg_ctlcluster $ver $name stop)"
+			fi
+		done < <(pg_lsclusters --no-header 2>/dev/null || true)
+	fi
+	if tcp_open "$PG_PORT"; then
+		die "postgres: port $HOST:$PG_PORT is already in use by $(port_holder "$PG_PORT"), which is not this stack's cluster ($PGDATA). Stop it (another checkout's stack: its 'deploy/local/stack.sh down'; a Debian cluster: 'pg_ctlcluster <version> <name> stop') and re-run."
+	fi
+}
+
+pg_init() {
+	[[ -f $PGDATA/PG_VERSION ]] && return 0
+	say "postgres ... creating the cluster in $PGDATA (first run only)"
+	# A data dir without PG_VERSION is a failed earlier initdb, never a cluster: start over.
+	rm -rf -- "$PGDATA"
+	mkdir -p "$PGDATA"
+	chown postgres:postgres "$PGDATA"
+	chmod 700 "$PGDATA"
+	pg_as "$PG_BIN/initdb" -D "$PGDATA" -U postgres --encoding=UTF8 --locale=C.UTF-8 \
+		--data-checksums --auth-local=peer --auth-host=scram-sha-256 >>"$PG_LOG" 2>&1 </dev/null ||
+		fail_service postgres "$PG_LOG" "initdb failed"
+	printf "\n# Flightline local stack settings (rewritten by stack.sh at every start)\ninclude 'flightline.conf'\n" \
+		>>"$PGDATA/postgresql.conf"
+}
+
+pg_write_conf() {
+	cat >"$PGDATA/flightline.conf" <<EOF
+# Generated by deploy/local/stack.sh at every start of the cluster: edit the script, not this.
+listen_addresses = '$HOST'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCK'
+# Tests create a database (and a pool) per test.
+max_connections = 200
+shared_buffers = 256MB
+# Durable like production: an acknowledged commit survives a power loss.
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+	chown postgres:postgres "$PGDATA/flightline.conf"
+}
+
+pg_start() {
+	mkdir -p "$PG_SOCK"
+	[[ $PG_SOCK == /tmp ]] || chown postgres:postgres "$PG_SOCK"
+	pg_write_conf
+	say "postgres ... starting (log: $PG_LOG)"
+	printf '\n===== %s stack.sh: starting postgres =====\n' "$(date -Is)" >>"$PG_LOG"
+	# No `pg_ctl -l`: the postgres user may not be able to open files in the state dir; the
+	# server inherits this root-opened log file instead. pg_ctl puts it in its own session.
+	pg_as "$PG_BIN/pg_ctl" -D "$PGDATA" -w -t "$STACK_TIMEOUT" -s start >>"$PG_LOG" 2>&1 9>&- </dev/null ||
+		fail_service postgres "$PG_LOG" "pg_ctl start failed or did not finish within ${STACK_TIMEOUT}s"
+}
+
+# pg_bootstrap: the application role and database, idempotently (run at every `up`; cheap).
+# CREATEDB because the Rust tests create one database per test.
+pg_bootstrap() {
+	pg_as "$PG_BIN/psql" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt \
+		>>"$PG_LOG" 2>&1 <<'SQL' || fail_service postgres "$PG_LOG" "creating role/database flightline failed"
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flightline') THEN
+    CREATE ROLE flightline LOGIN CREATEDB PASSWORD 'flightline';
+  ELSE
+    ALTER ROLE flightline LOGIN CREATEDB PASSWORD 'flightline';
+  END IF;
+END $$;
+SELECT 'CREATE DATABASE flightline OWNER flightline'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'flightline')\gexec
+SQL
+}
+
+pg_up() {
+	local deadline=$((SECONDS + STACK_TIMEOUT))
+	compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || apt_install postgresql
+	pg_paths create
+	[[ -n $PG_BIN ]] || die "postgres: no /usr/lib/postgresql/*/bin/pg_ctl even after installing postgresql"
+	if [[ -f $PGDATA/PG_VERSION && ! -x $PG_BIN/postgres ]]; then
+		die "postgres: $PGDATA was created by PostgreSQL $(<"$PGDATA/PG_VERSION"), which is not installed; install postgresql-$(<"$PGDATA/PG_VERSION") or remove $PGDATA"
+	fi
+	if [[ -n $(pg_pid) ]]; then
+		# Ours is running (or still starting): wait for it rather than start another.
+		until pg_ready; do
+			[[ -n $(pg_pid) ]] || fail_service postgres "$PG_LOG" "the server process exited"
+			((SECONDS < deadline)) ||
+				fail_service postgres "$PG_LOG" "no answer on $HOST:$PG_PORT within ${STACK_TIMEOUT}s"
+			sleep 0.5
+		done
+	else
+		if tcp_open "$PG_PORT"; then
+			pg_free_port
+		fi
+		pg_init
+		pg_clear_stale_pidfile
+		pg_start
+	fi
+	pg_bootstrap
+	say "postgres ... up ($HOST:$PG_PORT, database flightline)"
+}
+
+pg_down() {
+	local pid
+	pg_paths
+	pid=$(pg_pid)
+	if [[ -z $pid ]]; then
+		say "postgres ... not running"
+		return 0
+	fi
+	say "postgres ... stopping (pid $pid)"
+	# 'fast' is PostgreSQL's graceful stop (SIGINT: roll back sessions, checkpoint, exit);
+	# SIGTERM ('smart') would wait for every client to disconnect first.
+	if ! pg_as "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 -s stop >>"$PG_LOG" 2>&1 9>&-; then
+		warn "postgres did not stop within 60s; stopping it with -m immediate"
+		pg_as "$PG_BIN/pg_ctl" -D "$PGDATA" -m immediate -w -t 30 -s stop >>"$PG_LOG" 2>&1 9>&- ||
+			stop_pid postgres "$pid" 5
+	fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# redis
+
+redis_cli() { timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" "$@" 2>/dev/null; }
+redis_ping() { command -v redis-cli >/dev/null && [[ $(redis_cli ping) == PONG ]]; }
+
+# redis_dir: the working directory of the redis answering on the port. Identifies ours
+# (dir = <state>/redis) without trusting a pid file, and Debian's (dir = /var/lib/redis).
+redis_dir() { redis_cli --raw config get dir | sed -n 2p || true; }
+redis_ours() { [[ -d $REDIS_DIR && $(redis_dir) == "$(cd "$REDIS_DIR" && pwd -P)" ]]; }
+redis_pid() { redis_cli --raw info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p' || true; }
+
+# redis_free_port: a redis answers on 6379 but is not ours. Debian's redis-server package
+# starts its own service there (and again at boot); it is stopped so that this stack's
+# instance, with its state, log and `down`, owns the port. Anything else is an error.
+redis_free_port() {
+	local dir i
+	dir=$(redis_dir)
+	if [[ $dir == /var/lib/redis ]]; then
+		say "redis ... stopping Debian's redis-server service, which holds port $REDIS_PORT (this stack runs its own instance)"
+		{
+			if [[ -d /run/systemd/system ]]; then
+				systemctl stop redis-server.service
+			elif [[ -x /etc/init.d/redis-server ]]; then
+				/etc/init.d/redis-server stop
+			else
+				redis_cli shutdown nosave
+			fi
+		} >>"$REDIS_LOG" 2>&1 9>&- </dev/null || true
+		for ((i = 0; i < 100; i++)); do
+			tcp_open "$REDIS_PORT" || return 0
+			sleep 0.1
+		done
+	fi
+	die "redis: port $HOST:$REDIS_PORT is already in use by $(port_holder "$REDIS_PORT")${dir:+ (redis dir $dir)}, which is not this stack's redis ($REDIS_DIR). Stop it (Debian's: 'service redis-server stop'; another checkout's stack: its 'deploy/local/stack.sh down') and re-run."
+}
+
+redis_up() {
+	local deadline=$((SECONDS + STACK_TIMEOUT)) pid
+	command -v redis-server >/dev/null || apt_install redis-server
+	mkdir -p "$REDIS_DIR" "$LOG_DIR"
+	if redis_ping; then
+		if redis_ours; then
+			say "redis ... up ($HOST:$REDIS_PORT)"
+			return 0
+		fi
+		redis_free_port
+	elif tcp_open "$REDIS_PORT"; then
+		die "redis: port $HOST:$REDIS_PORT is already in use by $(port_holder "$REDIS_PORT"), which does not answer as redis. Stop it and re-run."
+	fi
+	say "redis ... starting (log: $REDIS_LOG)"
+	# A cache of live drone state: nothing to persist (--save '' and no AOF); the data is
+	# rebuilt from Kafka. --daemonize: redis forks, detaches and writes its own pid file.
+	rm -f -- "$REDIS_PIDFILE"
+	# shellcheck disable=SC2094 # redis appends to its log itself; this only catches early errors
+	redis-server --bind "$HOST" --port "$REDIS_PORT" --protected-mode yes \
+		--daemonize yes --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" --dir "$REDIS_DIR" \
+		--save '' --appendonly no >>"$REDIS_LOG" 2>&1 9>&- </dev/null ||
+		fail_service redis "$REDIS_LOG" "redis-server refused to start"
+	until redis_ping; do
+		pid=$(read_pidfile "$REDIS_PIDFILE")
+		if [[ -n $pid ]] && ! pid_alive "$pid"; then
+			fail_service redis "$REDIS_LOG" "the server process exited"
+		fi
+		((SECONDS < deadline)) ||
+			fail_service redis "$REDIS_LOG" "no PONG on $HOST:$REDIS_PORT within ${STACK_TIMEOUT}s"
+		sleep 0.2
+	done
+	say "redis ... up ($HOST:$REDIS_PORT)"
+}
+
+redis_down() {
+	local pid
+	pid=$(read_pidfile "$REDIS_PIDFILE")
+	if ! pid_alive "$pid" || [[ $(cmdline_of "$pid") != *redis-server* ]]; then
+		# No usable pid file: ask the server itself, if the one on the port is ours.
+		pid=
+		redis_ping && redis_ours && pid=$(redis_pid)
+	fi
+	if [[ -z $pid ]]; then
+		say "redis ... not running"
+	else
+		say "redis ... stopping (pid $pid)"
+		stop_pid redis "$pid" 30
+	fi
+	rm -f -- "$REDIS_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+cmd_up() {
+	local t0=$SECONDS
+	mkdir -p "$STATE_DIR" "$LOG_DIR"
+	kafka_start
+	pg_up
+	redis_up
+	kafka_wait
+	kafka_topics
+	say "ready in $((SECONDS - t0))s: KAFKA_BROKERS=$HOST:$KAFKA_PORT DATABASE_URL=postgres://flightline:flightline@$HOST:$PG_PORT/flightline REDIS_URL=redis://$HOST:$REDIS_PORT"
+}
+
+cmd_down() {
+	kafka_down
+	pg_down
+	redis_down
+}
+
+cmd_topics() {
+	kafka_probe || die "kafka is not answering on $HOST:$KAFKA_PORT; run 'deploy/local/stack.sh up'"
+	kafka_topics
+}
+
+# status_line NAME UP(0/1) ADDRESS NOTE
+status_line() {
+	local state=down
+	[[ $2 == 0 ]] && state=up
+	printf '%-9s %-5s %s%s\n' "$1" "$state" "$3" "${4:+  ($4)}"
+}
+
+cmd_status() {
+	local rc=0 pid note
+	if kafka_probe; then
+		pid=$(kafka_pid)
+		note=${pid:+pid $pid}
+		status_line kafka 0 "$HOST:$KAFKA_PORT" "${note:-not started from $STATE_DIR}"
+	else
+		status_line kafka 1 "$HOST:$KAFKA_PORT" ""
+		rc=1
+	fi
+	pg_paths
+	if pg_ready; then
+		pid=$(pg_pid)
+		note=${pid:+pid $pid, data $PGDATA}
+		status_line postgres 0 "$HOST:$PG_PORT" "${note:-not the cluster of this stack}"
+	else
+		status_line postgres 1 "$HOST:$PG_PORT" ""
+		rc=1
+	fi
+	if redis_ping; then
+		note=
+		redis_ours && note="pid $(redis_pid)"
+		status_line redis 0 "$HOST:$REDIS_PORT" "${note:-not started from $STATE_DIR}"
+	else
+		status_line redis 1 "$HOST:$REDIS_PORT" ""
+		rc=1
+	fi
+	return "$rc"
+}
+
+main() {
+	[[ $STACK_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "STACK_TIMEOUT must be a positive number of seconds, not '$STACK_TIMEOUT'"
+	[[ $PARTITIONS =~ ^[1-9][0-9]*$ ]] || die "FLIGHTLINE_PARTITIONS must be a positive integer, not '$PARTITIONS'"
+	case ${1:-} in
+	up)
+		need_root up
+		take_lock
+		cmd_up
+		;;
+	down)
+		need_root down
+		take_lock
+		cmd_down
+		;;
+	status) cmd_status ;;
+	topics)
+		take_lock
+		cmd_topics
+		;;
+	-h | --help | help) usage ;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"

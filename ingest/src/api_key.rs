@@ -1,0 +1,129 @@
+//! Drone API keys: generated once and shown once, stored as a lookup prefix plus a SHA-256 hash.
+//!
+//! Keys are 32 random bytes, so a fast hash is the right tool (a slow password hash protects
+//! guessable secrets; these are not). The prefix finds the row; the hash is compared in
+//! constant time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// `fl_` + 12 hex characters of prefix + `_` + 52 hex characters of secret.
+const KEY_PREFIX_LEN: usize = 15;
+
+/// A freshly generated key: the plain text goes to the user once, the rest to the database.
+pub struct NewKey {
+    pub plain: String,
+    pub prefix: String,
+    pub hash: Vec<u8>,
+}
+
+pub fn generate() -> NewKey {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex = hex::encode(bytes);
+    let plain = format!("fl_{}_{}", &hex[..12], &hex[12..]);
+    NewKey { prefix: plain[..KEY_PREFIX_LEN].to_owned(), hash: hash(&plain), plain }
+}
+
+pub fn hash(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// Registers a drone and returns its id and plain API key.
+pub async fn create_drone(pool: &PgPool, name: &str, owner_id: Option<Uuid>) -> sqlx::Result<(Uuid, String)> {
+    let key = generate();
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO drones (name, owner_id, api_key_prefix, api_key_hash) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(name)
+    .bind(owner_id)
+    .bind(&key.prefix)
+    .bind(&key.hash)
+    .fetch_one(pool)
+    .await?;
+    Ok((id, key.plain))
+}
+
+/// Replaces a drone's key and returns the new plain key; the old key stops working once
+/// resolver caches expire. `None` when the drone does not exist.
+pub async fn rotate(pool: &PgPool, drone_id: Uuid) -> sqlx::Result<Option<String>> {
+    let key = generate();
+    let updated = sqlx::query(
+        "UPDATE drones SET api_key_prefix = $2, api_key_hash = $3, key_rotated_at = now(), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(drone_id)
+    .bind(&key.prefix)
+    .bind(&key.hash)
+    .execute(pool)
+    .await?;
+    Ok((updated.rows_affected() == 1).then_some(key.plain))
+}
+
+/// Resolves API keys to drone ids, caching answers (found and not found) for a short time so
+/// the database is not hit per request. A rotated key keeps working at most `ttl`.
+#[derive(Clone)]
+pub struct KeyResolver {
+    pool: PgPool,
+    ttl: Duration,
+    cache: Arc<RwLock<HashMap<Vec<u8>, (Option<Uuid>, Instant)>>>,
+}
+
+impl KeyResolver {
+    pub fn new(pool: PgPool, ttl: Duration) -> Self {
+        Self { pool, ttl, cache: Arc::default() }
+    }
+
+    /// The drone this key belongs to, or `None` for an unknown key.
+    pub async fn resolve(&self, key: &str) -> sqlx::Result<Option<Uuid>> {
+        let digest = hash(key);
+        if let Some((drone, at)) = self.cache.read().expect("key cache lock").get(&digest) {
+            if at.elapsed() < self.ttl {
+                return Ok(*drone);
+            }
+        }
+        let drone = self.lookup(key, &digest).await?;
+        let mut cache = self.cache.write().expect("key cache lock");
+        if cache.len() > 100_000 {
+            // Bounded: a flood of random keys must not grow memory without limit.
+            cache.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        cache.insert(digest, (drone, Instant::now()));
+        Ok(drone)
+    }
+
+    async fn lookup(&self, key: &str, digest: &[u8]) -> sqlx::Result<Option<Uuid>> {
+        if key.len() < KEY_PREFIX_LEN || !key.is_ascii() {
+            return Ok(None);
+        }
+        let row: Option<(Uuid, Vec<u8>)> =
+            sqlx::query_as("SELECT id, api_key_hash FROM drones WHERE api_key_prefix = $1")
+                .bind(&key[..KEY_PREFIX_LEN])
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(id, stored)| bool::from(stored.ct_eq(digest)).then_some(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_unique_and_hash_to_what_is_stored() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a.plain, b.plain);
+        assert_eq!(a.plain.len(), 3 + 12 + 1 + 52);
+        assert!(a.plain.starts_with(&a.prefix));
+        assert_eq!(hash(&a.plain), a.hash);
+        assert_ne!(hash(&b.plain), a.hash);
+    }
+}

@@ -1,0 +1,54 @@
+//! The consumer groups that turn the `telemetry.v1` log into what users see.
+//!
+//! Each group is an independent Kafka consumer group and process role (`flightline process
+//! <group>`). They share one [`runner`] that owns the Kafka consumer, batching, the dead-letter
+//! topic, offsets and shutdown; a processor is the thin I/O shell around its logic:
+//!
+//! - [`store`]: every packet into PostgreSQL `telemetry_raw`, exactly once, with the consumed
+//!   offsets stored in the same transaction (they are also the watermark analytics waits for).
+//!
+//! Processors talk to each other only through Kafka topics and the database.
+
+pub mod analytics;
+pub mod runner;
+pub mod sessionizer;
+pub mod store;
+
+pub use runner::{run, Batch, Message, OffsetSeeds, Processor, Record, RunnerConfig};
+
+/// Kafka topic names (DESIGN.md §3).
+pub mod topics {
+    pub const TELEMETRY: &str = "telemetry.v1";
+    pub const FLIGHTS: &str = "flights.v1";
+    pub const DLQ: &str = "telemetry.dlq";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a failed step should be tried again or stop the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryHint {
+    Retry,
+    Fatal,
+}
+
+impl Error {
+    /// A sink that is down (PostgreSQL restarting, Kafka unreachable) is worth waiting for: the
+    /// partition must not move past data it has not written. Everything else stops the role.
+    pub fn retry_hint(&self) -> RetryHint {
+        match self {
+            Error::Database(_) | Error::Kafka(_) => RetryHint::Retry,
+            Error::Fatal(_) => RetryHint::Fatal,
+        }
+    }
+}

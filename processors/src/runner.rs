@@ -1,0 +1,395 @@
+//! The one Kafka consumer loop every processor runs inside.
+//!
+//! The runner owns the consumer, batching, the dead-letter topic, rebalances, offset commits and
+//! shutdown, so a processor only sees decoded batches. Offsets are stored (and committed to
+//! Kafka) only after [`Processor::handle`] returned `Ok`, so a crash re-delivers at most the
+//! batch in flight; processors that need exactly-once effect fence those redeliveries with the
+//! offsets they store in their own transaction (see [`OffsetSeeds`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result, RetryHint};
+
+/// A record type a runner can decode from a Kafka payload.
+pub trait Record: Sized + Send + Sync + 'static {
+    fn decode(payload: &[u8]) -> std::result::Result<Self, schemas::DecodeError>;
+}
+
+impl Record for schemas::TelemetryRecord {
+    fn decode(payload: &[u8]) -> std::result::Result<Self, schemas::DecodeError> {
+        schemas::decode_telemetry(payload)
+    }
+}
+
+impl Record for schemas::FlightEvent {
+    fn decode(payload: &[u8]) -> std::result::Result<Self, schemas::DecodeError> {
+        schemas::decode_flight_event(payload)
+    }
+}
+
+/// One decoded message.
+#[derive(Debug, Clone)]
+pub struct Message<T> {
+    pub partition: i32,
+    pub offset: i64,
+    pub record: T,
+    /// W3C trace context carried from the ingest request.
+    pub traceparent: Option<String>,
+}
+
+/// Messages of one topic in log order per partition, and the offset to resume from for every
+/// partition the batch touched (dead-lettered messages included).
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub topic: String,
+    pub messages: Vec<Message<T>>,
+    pub next_offsets: BTreeMap<i32, i64>,
+}
+
+/// A processor: one required method, the rest are hooks with no-op defaults.
+pub trait Processor: Send + 'static {
+    type Record: Record;
+
+    /// Applies a batch. Returning `Ok` lets the runner move past it; an error is retried with
+    /// backoff or stops the role, as its [`RetryHint`] says. Must be idempotent: after a crash
+    /// the same batch (or a superset) is delivered again.
+    fn handle(&mut self, batch: &Batch<Self::Record>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Partitions newly assigned to this instance.
+    fn on_assign(&mut self, _partitions: &[i32]) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Partitions taken away from this instance.
+    fn on_revoke(&mut self, _partitions: &[i32]) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Called every [`Processor::tick_interval`], between batches.
+    fn on_tick(&mut self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    fn tick_interval(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    /// Offsets the processor stores itself; the runner starts assigned partitions from them.
+    fn offset_seeds(&self) -> Option<OffsetSeeds> {
+        None
+    }
+}
+
+/// Where a partition should resume, as last known from the processor's own offset store. Read
+/// synchronously inside the rebalance callback, so it is a plain shared map kept up to date by
+/// the processor; a stale entry only means a few redelivered messages, which the processor's
+/// fence skips.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetSeeds(Arc<Mutex<HashMap<i32, i64>>>);
+
+impl OffsetSeeds {
+    pub fn set(&self, partition: i32, next_offset: i64) {
+        let mut map = self.0.lock().expect("offset seeds lock");
+        let entry = map.entry(partition).or_insert(next_offset);
+        *entry = (*entry).max(next_offset);
+    }
+
+    pub fn get(&self, partition: i32) -> Option<i64> {
+        self.0.lock().expect("offset seeds lock").get(&partition).copied()
+    }
+}
+
+/// Static settings of one runner.
+#[derive(Clone)]
+pub struct RunnerConfig {
+    /// Consumer group id, e.g. `flightline-store`.
+    pub group_id: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    /// Most messages handed to one `handle` call.
+    pub batch_max: usize,
+    /// How long to keep filling a batch after its first message arrived.
+    pub batch_wait: Duration,
+    /// Shared Kafka settings (bootstrap servers …).
+    pub kafka: ClientConfig,
+}
+
+enum RebalanceEvent {
+    Assign(Vec<i32>),
+    Revoke(Vec<i32>),
+}
+
+struct RunnerContext {
+    events: mpsc::UnboundedSender<RebalanceEvent>,
+    seeds: Option<OffsetSeeds>,
+}
+
+impl ClientContext for RunnerContext {}
+
+impl ConsumerContext for RunnerContext {
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        // Start assigned partitions where the processor's own store says, not where Kafka's
+        // (possibly older) committed offset is.
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            if let Some(seeds) = &self.seeds {
+                for element in tpl.elements() {
+                    if let Some(next) = seeds.get(element.partition()) {
+                        let (topic, partition) = (element.topic().to_owned(), element.partition());
+                        if let Err(error) = tpl.set_partition_offset(&topic, partition, Offset::Offset(next)) {
+                            tracing::warn!(%error, partition, "cannot seed partition offset");
+                        }
+                    }
+                }
+            }
+        }
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let event = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Some(RebalanceEvent::Assign(partitions)),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Some(RebalanceEvent::Revoke(partitions)),
+            _ => None,
+        };
+        // The default implementation performs the (un)assignment and calls the hooks.
+        assign_or_unassign(base_consumer, err, tpl);
+        if let Some(event) = event {
+            let _ = self.events.send(event);
+        }
+    }
+}
+
+/// What the library's default `rebalance` does: (un)assign, eagerly or cooperatively.
+fn assign_or_unassign(
+    base_consumer: &BaseConsumer<RunnerContext>,
+    err: RDKafkaRespErr,
+    tpl: &TopicPartitionList,
+) {
+    let cooperative = matches!(base_consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    let result = match (err, cooperative) {
+        (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, true) => base_consumer.incremental_assign(tpl),
+        (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, false) => base_consumer.assign(tpl),
+        (_, true) => base_consumer.incremental_unassign(tpl),
+        (_, false) => base_consumer.unassign(),
+    };
+    if let Err(error) = result {
+        tracing::error!(%error, "rebalance failed");
+    }
+}
+
+/// Runs `processor` until `shutdown` is cancelled (drains the batch in flight and commits) or a
+/// fatal error happens.
+pub async fn run<P: Processor>(
+    config: RunnerConfig,
+    mut processor: P,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let context = RunnerContext { events: events_tx, seeds: processor.offset_seeds() };
+    let consumer: StreamConsumer<RunnerContext> = config
+        .kafka
+        .clone()
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        // Offsets are stored by hand, only once a batch has been handled.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", "read_committed")
+        .create_with_context(context)?;
+    consumer.subscribe(&[&config.topic])?;
+    let dlq: FutureProducer = config
+        .kafka
+        .clone()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()?;
+    let mut tick = tokio::time::interval(processor.tick_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    tracing::info!(group = %config.group_id, topic = %config.topic, "processor started");
+
+    loop {
+        while let Ok(event) = events_rx.try_recv() {
+            match event {
+                RebalanceEvent::Assign(partitions) => {
+                    tracing::info!(group = %config.group_id, ?partitions, "partitions assigned");
+                    processor.on_assign(&partitions).await?;
+                }
+                RebalanceEvent::Revoke(partitions) => {
+                    tracing::info!(group = %config.group_id, ?partitions, "partitions revoked");
+                    processor.on_revoke(&partitions).await?;
+                }
+            }
+        }
+        let first = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                with_retry(&shutdown, || processor.on_tick()).await?;
+                continue;
+            }
+            message = consumer.recv() => message,
+        };
+        let mut raw = vec![owned(first?)];
+        let deadline = tokio::time::Instant::now() + config.batch_wait;
+        while raw.len() < config.batch_max {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(message) => raw.push(owned(message?)),
+                Err(_elapsed) => break,
+            }
+        }
+        let batch = decode_batch::<P::Record>(&config, &dlq, raw).await?;
+        if !batch.messages.is_empty() {
+            // A batch in flight is finished even when shutdown is requested meanwhile: that is
+            // the drain. Only the retry backoff gives way to shutdown.
+            let handled = with_retry(&shutdown, || processor.handle(&batch)).await;
+            if let Err(error) = handled {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                return Err(error);
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in &batch.next_offsets {
+            offsets.add_partition_offset(&config.topic, *partition, Offset::Offset(*next))?;
+        }
+        if let Err(error) = consumer.store_offsets(&offsets) {
+            // Partitions revoked meanwhile refuse the store; their new owner resumes correctly.
+            tracing::debug!(%error, "offsets not stored");
+        }
+    }
+
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(%error, "final offset commit failed"),
+    }
+    consumer.unsubscribe();
+    tracing::info!(group = %config.group_id, "processor drained and stopped");
+    Ok(())
+}
+
+/// A message detached from the consumer's buffer.
+struct RawMessage {
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+    key: Option<Vec<u8>>,
+    traceparent: Option<String>,
+}
+
+fn owned(message: BorrowedMessage<'_>) -> RawMessage {
+    let traceparent = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == "traceparent")
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    });
+    RawMessage {
+        partition: message.partition(),
+        offset: message.offset(),
+        payload: message.payload().unwrap_or_default().to_vec(),
+        key: message.key().map(<[u8]>::to_vec),
+        traceparent,
+    }
+}
+
+/// Decodes a batch; what cannot be decoded goes to the dead-letter topic (acknowledged before the
+/// offset moves past it) and the partition moves on.
+async fn decode_batch<T: Record>(
+    config: &RunnerConfig,
+    dlq: &FutureProducer,
+    raw: Vec<RawMessage>,
+) -> Result<Batch<T>> {
+    let mut batch = Batch { topic: config.topic.clone(), messages: Vec::with_capacity(raw.len()), next_offsets: BTreeMap::new() };
+    for message in raw {
+        batch.next_offsets.insert(message.partition, message.offset + 1);
+        match T::decode(&message.payload) {
+            Ok(record) => batch.messages.push(Message {
+                partition: message.partition,
+                offset: message.offset,
+                record,
+                traceparent: message.traceparent,
+            }),
+            Err(error) => dead_letter(config, dlq, &message, &error.to_string()).await?,
+        }
+    }
+    Ok(batch)
+}
+
+async fn dead_letter(
+    config: &RunnerConfig,
+    dlq: &FutureProducer,
+    message: &RawMessage,
+    reason: &str,
+) -> Result<()> {
+    tracing::warn!(
+        group = %config.group_id,
+        topic = %config.topic,
+        partition = message.partition,
+        offset = message.offset,
+        %reason,
+        "undecodable message sent to the dead-letter topic"
+    );
+    let partition = message.partition.to_string();
+    let offset = message.offset.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "error", value: Some(reason) })
+        .insert(Header { key: "source.topic", value: Some(&config.topic) })
+        .insert(Header { key: "source.partition", value: Some(&partition) })
+        .insert(Header { key: "source.offset", value: Some(&offset) })
+        .insert(Header { key: "source.group", value: Some(&config.group_id) });
+    let mut record = FutureRecord::to(&config.dlq_topic).payload(&message.payload).headers(headers);
+    if let Some(key) = &message.key {
+        record = record.key(key);
+    }
+    dlq.send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(error, _)| Error::Kafka(error))?;
+    Ok(())
+}
+
+/// Retries a retryable failure with capped exponential backoff until it succeeds, fails
+/// fatally, or shutdown is requested.
+async fn with_retry<F, Fut>(shutdown: &CancellationToken, mut attempt: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let error = match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if error.retry_hint() == RetryHint::Fatal {
+            return Err(error);
+        }
+        tracing::warn!(%error, ?backoff, "processor step failed, retrying");
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(error),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
