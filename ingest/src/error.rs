@@ -13,6 +13,8 @@ pub enum ApiError {
     #[error("missing or invalid api key")]
     Unauthorized,
     #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
     InvalidBody(String),
     #[error("{} packet field(s) are invalid; nothing was ingested", .0.len())]
     InvalidPackets(Vec<FieldError>),
@@ -39,6 +41,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             ApiError::InvalidPackets(_) => (StatusCode::BAD_REQUEST, "invalid_packets"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

@@ -151,12 +151,14 @@ impl ConsumerContext for RunnerContext {
         // (possibly older) committed offset is.
         if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
             if let Some(seeds) = &self.seeds {
-                for element in tpl.elements() {
-                    if let Some(next) = seeds.get(element.partition()) {
-                        let (topic, partition) = (element.topic().to_owned(), element.partition());
-                        if let Err(error) = tpl.set_partition_offset(&topic, partition, Offset::Offset(next)) {
-                            tracing::warn!(%error, partition, "cannot seed partition offset");
-                        }
+                let seeded: Vec<(String, i32, i64)> = tpl
+                    .elements()
+                    .iter()
+                    .filter_map(|e| seeds.get(e.partition()).map(|next| (e.topic().to_owned(), e.partition(), next)))
+                    .collect();
+                for (topic, partition, next) in seeded {
+                    if let Err(error) = tpl.set_partition_offset(&topic, partition, Offset::Offset(next)) {
+                        tracing::warn!(%error, partition, "cannot seed partition offset");
                     }
                 }
             }
@@ -243,7 +245,10 @@ pub async fn run<P: Processor>(
             biased;
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                with_retry(&shutdown, || processor.on_tick()).await?;
+                let mut backoff = Backoff::default();
+                while let Err(error) = processor.on_tick().await {
+                    backoff.wait_or_fail(error, &shutdown).await?;
+                }
                 continue;
             }
             message = consumer.recv() => message,
@@ -260,12 +265,15 @@ pub async fn run<P: Processor>(
         if !batch.messages.is_empty() {
             // A batch in flight is finished even when shutdown is requested meanwhile: that is
             // the drain. Only the retry backoff gives way to shutdown.
-            let handled = with_retry(&shutdown, || processor.handle(&batch)).await;
-            if let Err(error) = handled {
-                if shutdown.is_cancelled() {
-                    break;
+            let mut backoff = Backoff::default();
+            while let Err(error) = processor.handle(&batch).await {
+                if let Err(error) = backoff.wait_or_fail(error, &shutdown).await {
+                    if shutdown.is_cancelled() {
+                        // Not handled: offsets stay where they were, the batch comes again.
+                        return Ok(());
+                    }
+                    return Err(error);
                 }
-                return Err(error);
             }
         }
         let mut offsets = TopicPartitionList::new();
@@ -369,27 +377,28 @@ async fn dead_letter(
     Ok(())
 }
 
-/// Retries a retryable failure with capped exponential backoff until it succeeds, fails
-/// fatally, or shutdown is requested.
-async fn with_retry<F, Fut>(shutdown: &CancellationToken, mut attempt: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let error = match attempt().await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
+/// Capped exponential backoff between attempts of a failed step.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    /// Waits before the next attempt, or gives the error back when it is fatal or shutdown was
+    /// requested meanwhile.
+    async fn wait_or_fail(&mut self, error: Error, shutdown: &CancellationToken) -> Result<()> {
         if error.retry_hint() == RetryHint::Fatal {
             return Err(error);
         }
-        tracing::warn!(%error, ?backoff, "processor step failed, retrying");
+        tracing::warn!(%error, backoff = ?self.0, "processor step failed, retrying");
         tokio::select! {
             () = shutdown.cancelled() => return Err(error),
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(self.0) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        self.0 = (self.0 * 2).min(Duration::from_secs(10));
+        Ok(())
     }
 }

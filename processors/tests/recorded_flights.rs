@@ -24,8 +24,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-/// Largest accepted relative difference between a Rust and a reference metric.
-const REL_TOL: f64 = 1e-9;
+/// Largest accepted relative difference between a Rust and a reference metric: the worst seen
+/// on these recordings is about 1e-13 (the internal-resistance fit and the std of unwrapped yaw,
+/// whose values reach thousands of degrees), so this leaves a hundredfold margin while staying a
+/// hundred times tighter than the 1e-9 the analytics issue asks for.
+const REL_TOL: f64 = 1e-11;
 const DRONE: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
 
 #[derive(Debug, Deserialize)]
@@ -160,7 +163,7 @@ fn compare(path: &str, ours: &Value, reference: &Value, worst: &mut BTreeMap<Str
                 let scale = x.abs().max(y.abs());
                 let relative = if scale == 0.0 { 0.0 } else { (x - y).abs() / scale };
                 let key = path.split_once('.').map_or(path, |(_, rest)| rest);
-                let key: String = key.chars().filter(|c| !c.is_ascii_digit()).collect();
+                let key = strip_indices(key);
                 let entry = worst.entry(key).or_insert(0.0);
                 *entry = entry.max(relative);
                 assert!(relative <= REL_TOL, "{path}: {x} vs reference {y} (rel {relative:e})");
@@ -170,6 +173,27 @@ fn compare(path: &str, ours: &Value, reference: &Value, worst: &mut BTreeMap<Str
         }
         _ => assert_eq!(ours, reference, "{path}"),
     }
+}
+
+/// `power_curve[3].seconds` → `power_curve[].seconds`, to report per metric.
+fn strip_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push(c);
+            }
+            ']' => {
+                in_index = false;
+                out.push(c);
+            }
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 struct Meta {

@@ -6,12 +6,13 @@
 //! version of that schema (the current `.avsc` files plus the superseded ones kept in
 //! `avro/history/`, embedded at build time) and resolves it against its current reader schema.
 //!
-//! Hot paths do not go through apache-avro's generic `Value`: telemetry records are encoded by a
+//! Hot paths do not go through apache-avro's generic `Value`: records are encoded by a
 //! hand-written writer, and decoded by a hand-written reader when the writer schema is the current
 //! one (the normal case). Both are verified byte for byte and value for value against apache-avro
 //! in the tests. Any other known writer schema goes through apache-avro's schema resolution.
-//! Flight events are rare, so they are encoded by hand (it is short) and always decoded through
-//! apache-avro.
+//! (The hand-written reader is also stricter: apache-avro 0.21 reads a union at the end of the
+//! input as its first branch, so it would accept a message cut just before a trailing optional
+//! field.)
 //!
 //! The fingerprints are computed here, not with apache-avro 0.21's `Schema::fingerprint`: that
 //! one keeps `{"type":"long"}` for a logical type where the specification (and Java, Python and
@@ -40,6 +41,7 @@ mod history {
 }
 
 const MARKER: [u8; 2] = [0xC3, 0x01];
+const MAX_AVRO_ALLOCATION: usize = 1 << 20;
 const HEADER_LEN: usize = 10;
 const TELEMETRY_NAME: &str = "flightline.TelemetryRecord";
 const FLIGHT_EVENT_NAME: &str = "flightline.FlightEvent";
@@ -149,6 +151,11 @@ impl Family {
     /// that carry the same full name. The schemas are embedded in the binary, so a schema that
     /// does not parse is a build defect: this panics, and the tests exercise it.
     fn load(full_name: &'static str, current_json: &str, history: &[(&str, &str)]) -> Family {
+        // apache-avro reserves as many entries as a map or array block claims, up to this global
+        // limit (512 MiB by default), so one corrupt message could abort the process. No
+        // Flightline message comes near Kafka's default 1 MiB message size; only this crate uses
+        // apache-avro, and it sets the limit before decoding anything.
+        apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
         let reader = Schema::parse_str(current_json)
             .unwrap_or_else(|error| panic!("schema {full_name} does not parse: {error}"));
         let current = fingerprint(current_json)
@@ -163,11 +170,17 @@ impl Family {
             }
             let schema = Schema::parse_str(text)
                 .unwrap_or_else(|error| panic!("history schema {file} does not parse: {error}"));
-            let version = fingerprint(text)
-                .unwrap_or_else(|error| panic!("history schema {file} has no canonical form: {error}"));
+            let version = fingerprint(text).unwrap_or_else(|error| {
+                panic!("history schema {file} has no canonical form: {error}")
+            });
             writers.insert(version, schema);
         }
-        Family { full_name, reader, current, writers }
+        Family {
+            full_name,
+            reader,
+            current,
+            writers,
+        }
     }
 
     /// Decodes `datum`, written with the schema of `version`, and resolves it to the reader schema.
@@ -183,19 +196,26 @@ impl Family {
         if !rest.is_empty() {
             return Err(malformed(format!("{} trailing bytes", rest.len())));
         }
-        value.resolve(&self.reader).map_err(|error| DecodeError::Incompatible {
-            fingerprint: hex(&version),
-            reason: error.to_string(),
-        })
+        value
+            .resolve(&self.reader)
+            .map_err(|error| DecodeError::Incompatible {
+                fingerprint: hex(&version),
+                reason: error.to_string(),
+            })
     }
 
     fn not_mine(&self, version: [u8; 8]) -> DecodeError {
         for other in [&*TELEMETRY, &*FLIGHT_EVENT] {
             if other.full_name != self.full_name && other.writers.contains_key(&version) {
-                return DecodeError::WrongSchema { expected: self.full_name, found: other.full_name };
+                return DecodeError::WrongSchema {
+                    expected: self.full_name,
+                    found: other.full_name,
+                };
             }
         }
-        DecodeError::UnknownSchema { fingerprint: hex(&version) }
+        DecodeError::UnknownSchema {
+            fingerprint: hex(&version),
+        }
     }
 }
 
@@ -206,7 +226,9 @@ fn split_header(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
     }
     let (header, datum) = bytes.split_at(HEADER_LEN);
     if header[..2] != MARKER {
-        return Err(DecodeError::BadMarker { found: [header[0], header[1]] });
+        return Err(DecodeError::BadMarker {
+            found: [header[0], header[1]],
+        });
     }
     let mut version = [0; 8];
     version.copy_from_slice(&header[2..]);
@@ -225,11 +247,16 @@ fn decode_telemetry_with(family: &Family, bytes: &[u8]) -> Result<TelemetryRecor
 
 fn decode_flight_event_with(family: &Family, bytes: &[u8]) -> Result<FlightEvent, DecodeError> {
     let (version, datum) = split_header(bytes)?;
+    if version == family.current && version == FLIGHT_EVENT.current {
+        return read_flight_event_datum(datum);
+    }
     flight_event_from_value(family.resolve(version, datum)?)
 }
 
 fn malformed(reason: impl Into<String>) -> DecodeError {
-    DecodeError::Malformed { reason: reason.into() }
+    DecodeError::Malformed {
+        reason: reason.into(),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -247,12 +274,17 @@ fn fingerprint(schema_json: &str) -> Result<[u8; 8], String> {
 /// The full name of a named schema given as JSON text.
 fn schema_full_name(schema_json: &str) -> Result<String, String> {
     let json: Json = serde_json::from_str(schema_json).map_err(|error| error.to_string())?;
-    let name = json.get("name").and_then(Json::as_str).ok_or("schema has no name")?;
+    let name = json
+        .get("name")
+        .and_then(Json::as_str)
+        .ok_or("schema has no name")?;
     let namespace = json.get("namespace").and_then(Json::as_str);
     Ok(full_name(name, namespace, ""))
 }
 
-const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
+const PRIMITIVES: [&str; 8] = [
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+];
 
 /// The Parsing Canonical Form of the Avro specification: primitives in their simple form
 /// (logical types dropped), full names, only the attributes that matter for parsing, in the
@@ -285,8 +317,15 @@ fn write_canonical(schema: &Json, namespace: &str, out: &mut String) -> Result<(
             };
             match kind.as_str() {
                 "record" | "error" | "enum" | "fixed" => {
-                    let name = object.get("name").and_then(Json::as_str).ok_or("named schema without a name")?;
-                    let qualified = full_name(name, object.get("namespace").and_then(Json::as_str), namespace);
+                    let name = object
+                        .get("name")
+                        .and_then(Json::as_str)
+                        .ok_or("named schema without a name")?;
+                    let qualified = full_name(
+                        name,
+                        object.get("namespace").and_then(Json::as_str),
+                        namespace,
+                    );
                     let inner_namespace = qualified.rsplit_once('.').map_or("", |(space, _)| space);
                     out.push_str("{\"name\":");
                     push_quoted(out, &qualified);
@@ -294,28 +333,43 @@ fn write_canonical(schema: &Json, namespace: &str, out: &mut String) -> Result<(
                     push_quoted(out, kind);
                     match kind.as_str() {
                         "enum" => {
-                            let symbols = object.get("symbols").and_then(Json::as_array).ok_or("enum without symbols")?;
+                            let symbols = object
+                                .get("symbols")
+                                .and_then(Json::as_array)
+                                .ok_or("enum without symbols")?;
                             out.push_str(",\"symbols\":[");
                             for (position, symbol) in symbols.iter().enumerate() {
                                 if position > 0 {
                                     out.push(',');
                                 }
-                                push_quoted(out, symbol.as_str().ok_or("enum symbol is not a string")?);
+                                push_quoted(
+                                    out,
+                                    symbol.as_str().ok_or("enum symbol is not a string")?,
+                                );
                             }
                             out.push(']');
                         }
                         "fixed" => {
-                            let size = object.get("size").and_then(Json::as_u64).ok_or("fixed without a size")?;
+                            let size = object
+                                .get("size")
+                                .and_then(Json::as_u64)
+                                .ok_or("fixed without a size")?;
                             out.push_str(&format!(",\"size\":{size}"));
                         }
                         _ => {
-                            let fields = object.get("fields").and_then(Json::as_array).ok_or("record without fields")?;
+                            let fields = object
+                                .get("fields")
+                                .and_then(Json::as_array)
+                                .ok_or("record without fields")?;
                             out.push_str(",\"fields\":[");
                             for (position, field) in fields.iter().enumerate() {
                                 if position > 0 {
                                     out.push(',');
                                 }
-                                let field_name = field.get("name").and_then(Json::as_str).ok_or("field without a name")?;
+                                let field_name = field
+                                    .get("name")
+                                    .and_then(Json::as_str)
+                                    .ok_or("field without a name")?;
                                 let field_type = field.get("type").ok_or("field without a type")?;
                                 out.push_str("{\"name\":");
                                 push_quoted(out, field_name);
@@ -330,12 +384,20 @@ fn write_canonical(schema: &Json, namespace: &str, out: &mut String) -> Result<(
                 }
                 "array" => {
                     out.push_str("{\"type\":\"array\",\"items\":");
-                    write_canonical(object.get("items").ok_or("array without items")?, namespace, out)?;
+                    write_canonical(
+                        object.get("items").ok_or("array without items")?,
+                        namespace,
+                        out,
+                    )?;
                     out.push('}');
                 }
                 "map" => {
                     out.push_str("{\"type\":\"map\",\"values\":");
-                    write_canonical(object.get("values").ok_or("map without values")?, namespace, out)?;
+                    write_canonical(
+                        object.get("values").ok_or("map without values")?,
+                        namespace,
+                        out,
+                    )?;
                     out.push('}');
                 }
                 // A primitive, possibly with a logical type: its simple form.
@@ -610,12 +672,23 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn optional<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T, DecodeError>) -> Result<Option<T>, DecodeError> {
-        if self.present()? { read(self).map(Some) } else { Ok(None) }
+    fn optional<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        if self.present()? {
+            read(self).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn vec3(&mut self) -> Result<Vec3, DecodeError> {
-        Ok(Vec3 { x: self.double()?, y: self.double()?, z: self.double()? })
+        Ok(Vec3 {
+            x: self.double()?,
+            y: self.double()?,
+            z: self.double()?,
+        })
     }
 
     fn remaining(&self) -> usize {
@@ -624,17 +697,28 @@ impl<'a> Cursor<'a> {
 }
 
 fn read_telemetry_datum(datum: &[u8]) -> Result<TelemetryRecord, DecodeError> {
-    let mut cursor = Cursor { bytes: datum, position: 0 };
+    let mut cursor = Cursor {
+        bytes: datum,
+        position: 0,
+    };
     let drone_id = cursor.uuid()?;
     let ts_us = cursor.long()?;
     let received_at_us = cursor.long()?;
     let position = cursor.optional(Cursor::vec3)?;
     let gps = cursor.optional(|cursor| {
-        Ok(Gps { lat: cursor.double()?, lon: cursor.double()?, alt_m: cursor.double()? })
+        Ok(Gps {
+            lat: cursor.double()?,
+            lon: cursor.double()?,
+            alt_m: cursor.double()?,
+        })
     })?;
     let velocity = cursor.optional(Cursor::vec3)?;
     let attitude = cursor.optional(|cursor| {
-        Ok(Attitude { roll: cursor.double()?, pitch: cursor.double()?, yaw: cursor.double()? })
+        Ok(Attitude {
+            roll: cursor.double()?,
+            pitch: cursor.double()?,
+            yaw: cursor.double()?,
+        })
     })?;
     let throttle = cursor.double()?;
     let voltage = cursor.optional(Cursor::double)?;
@@ -649,7 +733,9 @@ fn read_telemetry_datum(datum: &[u8]) -> Result<TelemetryRecord, DecodeError> {
         }
         if count < 0 {
             // A negative count is followed by the block's size in bytes.
-            count = count.checked_neg().ok_or_else(|| cursor.error("invalid block count"))?;
+            count = count
+                .checked_neg()
+                .ok_or_else(|| cursor.error("invalid block count"))?;
             cursor.long()?;
         }
         // Each entry takes at least two bytes; this bounds the loop on garbage.
@@ -688,6 +774,41 @@ fn read_telemetry_datum(datum: &[u8]) -> Result<TelemetryRecord, DecodeError> {
     })
 }
 
+fn read_flight_event_datum(datum: &[u8]) -> Result<FlightEvent, DecodeError> {
+    let mut cursor = Cursor {
+        bytes: datum,
+        position: 0,
+    };
+    let event = match cursor.long()? {
+        0 => FlightEvent::Closed(FlightClosed {
+            flight_id: cursor.uuid()?,
+            drone_id: cursor.uuid()?,
+            start_ts_us: cursor.long()?,
+            end_ts_us: cursor.long()?,
+            packet_count: cursor.long()?,
+            partition: cursor.int()?,
+            last_offset: cursor.long()?,
+            rule: FlightRule {
+                throttle_threshold: cursor.double()?,
+                idle_window_us: cursor.long()?,
+                gap_us: cursor.long()?,
+                min_duration_us: cursor.long()?,
+            },
+        }),
+        1 => FlightEvent::RecomputeRequested(RecomputeRequested {
+            flight_id: cursor.uuid()?,
+            drone_id: cursor.uuid()?,
+            requested_at_us: cursor.long()?,
+            reason: cursor.optional(|cursor| cursor.str().map(str::to_owned))?,
+        }),
+        _ => return Err(cursor.error("invalid union branch")),
+    };
+    if cursor.remaining() > 0 {
+        return Err(malformed(format!("{} trailing bytes", cursor.remaining())));
+    }
+    Ok(event)
+}
+
 // ---------------------------------------------------------------------------------------------
 // apache-avro values (after resolution to the reader schema) to Rust types
 
@@ -715,7 +836,9 @@ impl Fields {
     fn uuid(&mut self, name: &str) -> Result<Uuid, DecodeError> {
         match self.take(name)? {
             Value::Uuid(id) => Ok(id),
-            Value::String(text) => Uuid::parse_str(&text).map_err(|_| malformed(format!("field {name} is not a uuid"))),
+            Value::String(text) => {
+                Uuid::parse_str(&text).map_err(|_| malformed(format!("field {name} is not a uuid")))
+            }
             other => Err(unexpected(name, &other)),
         }
     }
@@ -785,7 +908,11 @@ fn telemetry_from_value(value: Value) -> Result<TelemetryRecord, DecodeError> {
     let mut fields = Fields::of(value, "TelemetryRecord")?;
     let vec3 = |name: &str, value: Value| {
         let mut inner = Fields::of(value, name)?;
-        Ok(Vec3 { x: inner.double("x")?, y: inner.double("y")?, z: inner.double("z")? })
+        Ok(Vec3 {
+            x: inner.double("x")?,
+            y: inner.double("y")?,
+            z: inner.double("z")?,
+        })
     };
     let extra = match fields.take("extra")? {
         Value::Map(entries) => {
@@ -815,12 +942,20 @@ fn telemetry_from_value(value: Value) -> Result<TelemetryRecord, DecodeError> {
         position: fields.optional("position", vec3)?,
         gps: fields.optional("gps", |name, value| {
             let mut inner = Fields::of(value, name)?;
-            Ok(Gps { lat: inner.double("lat")?, lon: inner.double("lon")?, alt_m: inner.double("alt_m")? })
+            Ok(Gps {
+                lat: inner.double("lat")?,
+                lon: inner.double("lon")?,
+                alt_m: inner.double("alt_m")?,
+            })
         })?,
         velocity: fields.optional("velocity", vec3)?,
         attitude: fields.optional("attitude", |name, value| {
             let mut inner = Fields::of(value, name)?;
-            Ok(Attitude { roll: inner.double("roll")?, pitch: inner.double("pitch")?, yaw: inner.double("yaw")? })
+            Ok(Attitude {
+                roll: inner.double("roll")?,
+                pitch: inner.double("pitch")?,
+                yaw: inner.double("yaw")?,
+            })
         })?,
         throttle: fields.double("throttle")?,
         voltage: fields.optional("voltage", double_of)?,
@@ -894,6 +1029,12 @@ pub mod generic {
         telemetry_from_value(TELEMETRY.resolve(version, datum)?)
     }
 
+    /// Decodes through apache-avro's decoder and schema resolution, even for the current schema.
+    pub fn decode_flight_event(bytes: &[u8]) -> Result<FlightEvent, DecodeError> {
+        let (version, datum) = split_header(bytes)?;
+        flight_event_from_value(FLIGHT_EVENT.resolve(version, datum)?)
+    }
+
     /// Encodes through `apache_avro::types::Value`.
     pub fn encode_flight_event(event: &FlightEvent) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
@@ -913,11 +1054,20 @@ pub mod generic {
     }
 
     fn record(fields: Vec<(&str, Value)>) -> Value {
-        Value::Record(fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect())
+        Value::Record(
+            fields
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+        )
     }
 
     fn vec3(value: Vec3) -> Value {
-        record(vec![("x", Value::Double(value.x)), ("y", Value::Double(value.y)), ("z", Value::Double(value.z))])
+        record(vec![
+            ("x", Value::Double(value.x)),
+            ("y", Value::Double(value.y)),
+            ("z", Value::Double(value.z)),
+        ])
     }
 
     pub(crate) fn telemetry_to_value(r: &TelemetryRecord) -> Value {
@@ -926,7 +1076,9 @@ pub mod generic {
             .iter()
             .map(|(key, value)| {
                 let value = match value {
-                    ExtraValue::String(text) => Value::Union(0, Box::new(Value::String(text.clone()))),
+                    ExtraValue::String(text) => {
+                        Value::Union(0, Box::new(Value::String(text.clone())))
+                    }
                     ExtraValue::Int(number) => Value::Union(1, Box::new(Value::Long(*number))),
                     ExtraValue::Float(number) => Value::Union(2, Box::new(Value::Double(*number))),
                     ExtraValue::Bool(flag) => Value::Union(3, Box::new(Value::Boolean(*flag))),
@@ -942,14 +1094,22 @@ pub mod generic {
             (
                 "gps",
                 optional(r.gps.map(|gps| {
-                    record(vec![("lat", Value::Double(gps.lat)), ("lon", Value::Double(gps.lon)), ("alt_m", Value::Double(gps.alt_m))])
+                    record(vec![
+                        ("lat", Value::Double(gps.lat)),
+                        ("lon", Value::Double(gps.lon)),
+                        ("alt_m", Value::Double(gps.alt_m)),
+                    ])
                 })),
             ),
             ("velocity", optional(r.velocity.map(vec3))),
             (
                 "attitude",
                 optional(r.attitude.map(|a| {
-                    record(vec![("roll", Value::Double(a.roll)), ("pitch", Value::Double(a.pitch)), ("yaw", Value::Double(a.yaw))])
+                    record(vec![
+                        ("roll", Value::Double(a.roll)),
+                        ("pitch", Value::Double(a.pitch)),
+                        ("yaw", Value::Double(a.yaw)),
+                    ])
                 })),
             ),
             ("throttle", Value::Double(r.throttle)),
@@ -976,7 +1136,10 @@ pub mod generic {
                     (
                         "rule",
                         record(vec![
-                            ("throttle_threshold", Value::Double(c.rule.throttle_threshold)),
+                            (
+                                "throttle_threshold",
+                                Value::Double(c.rule.throttle_threshold),
+                            ),
                             ("idle_window_us", Value::Long(c.rule.idle_window_us)),
                             ("gap_us", Value::Long(c.rule.gap_us)),
                             ("min_duration_us", Value::Long(c.rule.min_duration_us)),
@@ -995,5 +1158,657 @@ pub mod generic {
             ),
         };
         record(vec![("event", inner)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::schema_compatibility::SchemaCompatibility;
+
+    use super::*;
+
+    const TELEMETRY_V2: &str = include_str!("../tests/fixtures/telemetry_record_v2.avsc");
+    const FLIGHT_EVENT_V2: &str = include_str!("../tests/fixtures/flight_event_v2.avsc");
+
+    fn drone() -> Uuid {
+        Uuid::parse_str("0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f").unwrap()
+    }
+
+    fn full_record() -> TelemetryRecord {
+        TelemetryRecord {
+            drone_id: drone(),
+            ts_us: 1_777_636_800_020_000,
+            received_at_us: 1_777_636_800_031_415,
+            position: Some(Vec3 {
+                x: 12.1,
+                y: -3.4,
+                z: 25.0,
+            }),
+            gps: Some(Gps {
+                lat: 47.397742,
+                lon: 8.545594,
+                alt_m: 488.1,
+            }),
+            velocity: Some(Vec3 {
+                x: 4.2,
+                y: 0.1,
+                z: -0.3,
+            }),
+            attitude: Some(Attitude {
+                roll: 2.5,
+                pitch: -8.1,
+                yaw: 123.0,
+            }),
+            throttle: 0.42,
+            voltage: Some(22.8),
+            current: Some(-31.5),
+            mah_drawn: Some(812),
+            rssi: Some(-87),
+            extra: BTreeMap::from([
+                ("mode".to_owned(), ExtraValue::String("loiter".into())),
+                ("sats".to_owned(), ExtraValue::Int(14)),
+                ("hdop".to_owned(), ExtraValue::Float(0.9)),
+                ("armed".to_owned(), ExtraValue::Bool(true)),
+            ]),
+        }
+    }
+
+    fn minimal_record() -> TelemetryRecord {
+        TelemetryRecord {
+            drone_id: drone(),
+            ts_us: 0,
+            received_at_us: 1,
+            position: None,
+            gps: None,
+            velocity: None,
+            attitude: None,
+            throttle: 0.0,
+            voltage: None,
+            current: None,
+            mah_drawn: None,
+            rssi: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    fn closed() -> FlightEvent {
+        FlightEvent::Closed(FlightClosed {
+            flight_id: crate::flight_id(drone(), 1_777_636_800_020_000),
+            drone_id: drone(),
+            start_ts_us: 1_777_636_800_020_000,
+            end_ts_us: 1_777_637_100_000_000,
+            packet_count: 15_000,
+            partition: 7,
+            last_offset: 123_456_789_012,
+            rule: FlightRule::default(),
+        })
+    }
+
+    fn recompute(reason: Option<&str>) -> FlightEvent {
+        FlightEvent::RecomputeRequested(RecomputeRequested {
+            flight_id: Uuid::from_u128(0x1234),
+            drone_id: drone(),
+            requested_at_us: 1_777_640_000_000_000,
+            reason: reason.map(str::to_owned),
+        })
+    }
+
+    /// A deterministic xorshift generator, enough to vary records.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn chance(&mut self) -> bool {
+            self.next() & 1 == 0
+        }
+        fn float(&mut self) -> f64 {
+            match self.next() % 8 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f64::MAX,
+                3 => f64::MIN_POSITIVE,
+                _ => (self.next() as i64) as f64 / 1e9,
+            }
+        }
+        fn long(&mut self) -> i64 {
+            match self.next() % 6 {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                2 => (self.next() % 256) as i64 - 128,
+                _ => self.next() as i64,
+            }
+        }
+        fn vec3(&mut self) -> Option<Vec3> {
+            self.chance().then(|| Vec3 {
+                x: self.float(),
+                y: self.float(),
+                z: self.float(),
+            })
+        }
+        fn record(&mut self, max_extra: u64) -> TelemetryRecord {
+            let mut extra = BTreeMap::new();
+            for key in 0..self.next() % (max_extra + 1) {
+                let value = match self.next() % 4 {
+                    0 => ExtraValue::String("é".repeat((self.next() % 70) as usize)),
+                    1 => ExtraValue::Int(self.long()),
+                    2 => ExtraValue::Float(self.float()),
+                    _ => ExtraValue::Bool(self.chance()),
+                };
+                extra.insert(format!("key{key}"), value);
+            }
+            TelemetryRecord {
+                drone_id: Uuid::from_u128(u128::from(self.next()) << 64 | u128::from(self.next())),
+                ts_us: self.long(),
+                received_at_us: self.long(),
+                position: self.vec3(),
+                gps: self.chance().then(|| Gps {
+                    lat: self.float(),
+                    lon: self.float(),
+                    alt_m: self.float(),
+                }),
+                velocity: self.vec3(),
+                attitude: self.chance().then(|| Attitude {
+                    roll: self.float(),
+                    pitch: self.float(),
+                    yaw: self.float(),
+                }),
+                throttle: self.float(),
+                voltage: self.chance().then(|| self.float()),
+                current: self.chance().then(|| self.float()),
+                mah_drawn: self.chance().then(|| self.long()),
+                rssi: self.chance().then(|| self.long() as i32),
+                extra,
+            }
+        }
+    }
+
+    /// A single-object message of `value` written with `schema_json`, through apache-avro.
+    fn message_with(schema_json: &str, value: Value) -> Vec<u8> {
+        let schema = Schema::parse_str(schema_json).unwrap();
+        let mut out = MARKER.to_vec();
+        out.extend_from_slice(&fingerprint(schema_json).unwrap());
+        out.extend_from_slice(&apache_avro::to_avro_datum(&schema, value).unwrap());
+        out
+    }
+
+    /// Inserts a field into a record value before `before`.
+    fn with_field(value: Value, name: &str, field: Value, before: &str) -> Value {
+        let Value::Record(mut fields) = value else {
+            panic!("not a record")
+        };
+        let position = fields
+            .iter()
+            .position(|(existing, _)| existing == before)
+            .unwrap();
+        fields.insert(position, (name.to_owned(), field));
+        Value::Record(fields)
+    }
+
+    #[test]
+    fn current_fingerprints_are_pinned() {
+        // Computed independently with fastavro:
+        // fastavro.schema.fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO").
+        // A change here means the schema changed: copy the previous version into avro/history/.
+        assert_eq!(
+            hex(&TELEMETRY.current),
+            "83ec0f9696369bfe",
+            "telemetry_record.avsc changed"
+        );
+        assert_eq!(
+            hex(&FLIGHT_EVENT.current),
+            "c5275539057ea2e6",
+            "flight_event.avsc changed"
+        );
+    }
+
+    #[test]
+    fn rabin_matches_reference_values() {
+        // From fastavro's CRC-64-AVRO; "int" is the spec's 0x7275d51a3f395c8f in little-endian.
+        assert_eq!(hex(&rabin(b"")), "95a7d7a43a215dc1");
+        assert_eq!(hex(&rabin(b"\"null\"")), "8a8f25cce724dd63");
+        assert_eq!(hex(&rabin(b"\"int\"")), "8f5c393f1ad57572");
+        assert_eq!(
+            hex(&rabin(br#"{"type":"fixed","name":"x.y","size":4}"#)),
+            "8674aacc6ccbb449"
+        );
+    }
+
+    #[test]
+    fn canonical_form_follows_the_specification() {
+        let cases = [
+            (
+                r#"{"type": "long", "logicalType": "timestamp-micros"}"#,
+                r#""long""#,
+            ),
+            (r#"{"type": "string"}"#, r#""string""#),
+            (
+                r#"["null", {"type": "string", "logicalType": "uuid"}]"#,
+                r#"["null","string"]"#,
+            ),
+            (
+                r#"{"type": "map", "values": "int", "doc": "x"}"#,
+                r#"{"type":"map","values":"int"}"#,
+            ),
+            (
+                r#"{"type": "array", "items": "long"}"#,
+                r#"{"type":"array","items":"long"}"#,
+            ),
+            (
+                r#"{"type": "fixed", "size": 4, "name": "y", "namespace": "x"}"#,
+                r#"{"name":"x.y","type":"fixed","size":4}"#,
+            ),
+            (
+                r#"{"type": "enum", "name": "E", "symbols": ["A", "B"], "default": "A"}"#,
+                r#"{"name":"E","type":"enum","symbols":["A","B"]}"#,
+            ),
+            (
+                r#"{"namespace": "a", "type": "record", "name": "R", "aliases": ["Q"], "fields": [
+                    {"name": "f", "doc": "d", "default": null, "type": ["null", {"type": "record", "name": "S", "fields": []}]},
+                    {"name": "g", "type": "S"},
+                    {"name": "h", "type": {"type": "record", "name": "b.T", "fields": [{"name": "i", "type": "U"}]}}
+                ]}"#,
+                r#"{"name":"a.R","type":"record","fields":[{"name":"f","type":["null",{"name":"a.S","type":"record","fields":[]}]},{"name":"g","type":"a.S"},{"name":"h","type":{"name":"b.T","type":"record","fields":[{"name":"i","type":"b.U"}]}}]}"#,
+            ),
+        ];
+        for (schema, expected) in cases {
+            assert_eq!(
+                parsing_canonical_form(schema).unwrap(),
+                expected,
+                "{schema}"
+            );
+        }
+    }
+
+    #[test]
+    fn telemetry_round_trips() {
+        let mut each_extra = Vec::new();
+        for (key, value) in full_record().extra {
+            let mut record = minimal_record();
+            record.extra.insert(key, value);
+            each_extra.push(record);
+        }
+        for record in [full_record(), minimal_record()]
+            .into_iter()
+            .chain(each_extra)
+        {
+            let bytes = encode_telemetry(&record);
+            assert_eq!(bytes[..2], MARKER);
+            assert_eq!(bytes[2..10], TELEMETRY.current);
+            assert_eq!(decode_telemetry(&bytes).unwrap(), record);
+            assert_eq!(generic::decode_telemetry(&bytes).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn hand_written_telemetry_codec_agrees_with_apache_avro() {
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            // apache-avro writes maps from a HashMap, so bytes are comparable with at most one entry.
+            let record = random.record(1);
+            let bytes = encode_telemetry(&record);
+            assert_eq!(bytes, generic::encode_telemetry(&record), "{record:?}");
+            assert_eq!(decode_telemetry(&bytes).unwrap(), record);
+            assert_eq!(generic::decode_telemetry(&bytes).unwrap(), record);
+        }
+        for _ in 0..500 {
+            let record = random.record(32);
+            assert_eq!(
+                decode_telemetry(&generic::encode_telemetry(&record)).unwrap(),
+                record
+            );
+            assert_eq!(
+                generic::decode_telemetry(&encode_telemetry(&record)).unwrap(),
+                record
+            );
+        }
+    }
+
+    #[test]
+    fn hand_written_reader_accepts_negative_block_counts() {
+        // Other writers may emit a map block as (-count, size in bytes, entries).
+        let record = minimal_record();
+        let mut bytes = encode_telemetry(&record);
+        bytes.pop(); // The empty map.
+        put_long(&mut bytes, -2);
+        put_long(&mut bytes, 12);
+        for (key, value) in [("a", 1), ("b", -1)] {
+            put_str(&mut bytes, key);
+            put_long(&mut bytes, 1);
+            put_long(&mut bytes, value);
+        }
+        put_long(&mut bytes, 1);
+        put_str(&mut bytes, "c");
+        put_long(&mut bytes, 3);
+        bytes.push(1);
+        bytes.push(0);
+        let decoded = decode_telemetry(&bytes).unwrap();
+        let expected = BTreeMap::from([
+            ("a".to_owned(), ExtraValue::Int(1)),
+            ("b".to_owned(), ExtraValue::Int(-1)),
+            ("c".to_owned(), ExtraValue::Bool(true)),
+        ]);
+        assert_eq!(decoded.extra, expected);
+        assert_eq!(generic::decode_telemetry(&bytes).unwrap().extra, expected);
+    }
+
+    #[test]
+    fn flight_events_round_trip_and_match_apache_avro() {
+        for event in [
+            closed(),
+            recompute(None),
+            recompute(Some("new battery model")),
+        ] {
+            let bytes = encode_flight_event(&event);
+            assert_eq!(bytes, generic::encode_flight_event(&event));
+            assert_eq!(bytes[2..10], FLIGHT_EVENT.current);
+            assert_eq!(decode_flight_event(&bytes).unwrap(), event);
+            assert_eq!(generic::decode_flight_event(&bytes).unwrap(), event);
+        }
+        assert_eq!(closed().drone_id(), drone());
+        assert_eq!(recompute(None).flight_id(), Uuid::from_u128(0x1234));
+    }
+
+    #[test]
+    fn current_reader_reads_a_newer_writer() {
+        let family = Family::load(
+            TELEMETRY_NAME,
+            TELEMETRY_RECORD_SCHEMA,
+            &[("v2.avsc", TELEMETRY_V2)],
+        );
+        let record = full_record();
+        let value = with_field(
+            generic::telemetry_to_value(&record),
+            "airspeed",
+            Value::Union(1, Box::new(Value::Double(12.5))),
+            "extra",
+        );
+        let bytes = message_with(TELEMETRY_V2, value);
+        assert_eq!(decode_telemetry_with(&family, &bytes).unwrap(), record);
+        // The compiled-in registry does not know the fixture.
+        let fingerprint = hex(&bytes[2..10]);
+        assert_eq!(
+            decode_telemetry(&bytes),
+            Err(DecodeError::UnknownSchema { fingerprint })
+        );
+    }
+
+    #[test]
+    fn newer_reader_reads_the_current_writer() {
+        let newer = Family::load(
+            TELEMETRY_NAME,
+            TELEMETRY_V2,
+            &[("current.avsc", TELEMETRY_RECORD_SCHEMA)],
+        );
+        let record = full_record();
+        let bytes = encode_telemetry(&record);
+        let Value::Record(fields) = newer
+            .resolve(TELEMETRY.current, &bytes[HEADER_LEN..])
+            .unwrap()
+        else {
+            panic!("not a record")
+        };
+        let airspeed = &fields
+            .iter()
+            .find(|(name, _)| name == "airspeed")
+            .unwrap()
+            .1;
+        assert_eq!(
+            *airspeed,
+            Value::Union(0, Box::new(Value::Null)),
+            "the default"
+        );
+        // A later build of this crate with v2 as its reader still yields the same record.
+        assert_eq!(decode_telemetry_with(&newer, &bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn flight_event_schema_evolves_both_ways() {
+        let family = Family::load(
+            FLIGHT_EVENT_NAME,
+            FLIGHT_EVENT_SCHEMA,
+            &[("v2.avsc", FLIGHT_EVENT_V2)],
+        );
+        // A newer writer's RecomputeRequested, with its added field, reads fine.
+        let request = Value::Record(vec![(
+            "event".into(),
+            Value::Union(
+                1,
+                Box::new(Value::Record(vec![
+                    ("flight_id".into(), Value::Uuid(Uuid::from_u128(0x1234))),
+                    ("drone_id".into(), Value::Uuid(drone())),
+                    (
+                        "requested_at".into(),
+                        Value::TimestampMicros(1_777_640_000_000_000),
+                    ),
+                    ("reason".into(), Value::Union(0, Box::new(Value::Null))),
+                    (
+                        "requested_by".into(),
+                        Value::Union(1, Box::new(Value::String("a@b.c".into()))),
+                    ),
+                ])),
+            ),
+        )]);
+        let bytes = message_with(FLIGHT_EVENT_V2, request);
+        assert_eq!(
+            decode_flight_event_with(&family, &bytes).unwrap(),
+            recompute(None)
+        );
+        // Its new kind of event cannot be read by this reader: a clear error, not a panic.
+        let done = Value::Record(vec![(
+            "event".into(),
+            Value::Union(
+                2,
+                Box::new(Value::Record(vec![
+                    ("flight_id".into(), Value::Uuid(Uuid::from_u128(0x1234))),
+                    ("analytics_version".into(), Value::Int(3)),
+                ])),
+            ),
+        )]);
+        let bytes = message_with(FLIGHT_EVENT_V2, done);
+        assert!(matches!(
+            decode_flight_event_with(&family, &bytes),
+            Err(DecodeError::Incompatible { .. })
+        ));
+        // A newer reader reads today's events.
+        let newer = Family::load(
+            FLIGHT_EVENT_NAME,
+            FLIGHT_EVENT_V2,
+            &[("current.avsc", FLIGHT_EVENT_SCHEMA)],
+        );
+        for event in [closed(), recompute(Some("why"))] {
+            assert_eq!(
+                decode_flight_event_with(&newer, &encode_flight_event(&event)).unwrap(),
+                event
+            );
+        }
+    }
+
+    /// The union branches of a FlightEvent schema, by name.
+    fn event_branches(schema: &Schema) -> Vec<(String, Schema)> {
+        let Schema::Record(record) = schema else {
+            panic!("FlightEvent is a record")
+        };
+        let Schema::Union(union) = &record.fields[0].schema else {
+            panic!("event is a union")
+        };
+        union
+            .variants()
+            .iter()
+            .map(|variant| match variant {
+                Schema::Record(inner) => (inner.name.fullname(None), variant.clone()),
+                other => panic!("unexpected branch {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The rule of avro/history/README.md: the current reader reads every old writer, and every old
+    /// reader reads the current writer, except for FlightEvent branches it does not know.
+    fn assert_evolvable(old_json: &str, current_json: &str) {
+        let old = Schema::parse_str(old_json).unwrap();
+        let current = Schema::parse_str(current_json).unwrap();
+        SchemaCompatibility::can_read(&old, &current).expect("current reader reads the old writer");
+        if schema_full_name(current_json).unwrap() == FLIGHT_EVENT_NAME {
+            let old_branches = event_branches(&old);
+            for (name, branch) in event_branches(&current) {
+                if let Some((_, old_branch)) =
+                    old_branches.iter().find(|(old_name, _)| *old_name == name)
+                {
+                    SchemaCompatibility::can_read(&branch, old_branch)
+                        .expect("old reader reads the current branch");
+                }
+            }
+        } else {
+            SchemaCompatibility::can_read(&current, &old)
+                .expect("old reader reads the current writer");
+        }
+    }
+
+    #[test]
+    fn every_schema_version_evolves_compatibly() {
+        assert_evolvable(TELEMETRY_RECORD_SCHEMA, TELEMETRY_V2);
+        assert_evolvable(FLIGHT_EVENT_SCHEMA, FLIGHT_EVENT_V2);
+        for (file, text) in history::HISTORY {
+            let current = match schema_full_name(text).unwrap().as_str() {
+                TELEMETRY_NAME => TELEMETRY_RECORD_SCHEMA,
+                FLIGHT_EVENT_NAME => FLIGHT_EVENT_SCHEMA,
+                other => panic!(
+                    "{file}: schema {other} is neither {TELEMETRY_NAME} nor {FLIGHT_EVENT_NAME}"
+                ),
+            };
+            assert_evolvable(text, current);
+        }
+        // Forces the registries, which panic on a history file that does not parse.
+        assert!(TELEMETRY.writers.len() + FLIGHT_EVENT.writers.len() >= 2);
+    }
+
+    #[test]
+    fn header_errors_are_clear() {
+        assert_eq!(decode_telemetry(&[]), Err(DecodeError::TooShort { len: 0 }));
+        assert_eq!(
+            decode_telemetry(&[0xC3, 0x01, 1]),
+            Err(DecodeError::TooShort { len: 3 })
+        );
+        let mut bytes = encode_telemetry(&full_record());
+        bytes[0] = b'{';
+        assert_eq!(
+            decode_telemetry(&bytes),
+            Err(DecodeError::BadMarker {
+                found: [b'{', 0x01]
+            })
+        );
+        let mut bytes = encode_telemetry(&full_record());
+        bytes[2..10].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]);
+        let error = decode_telemetry(&bytes).unwrap_err();
+        assert_eq!(
+            error,
+            DecodeError::UnknownSchema {
+                fingerprint: "deadbeef00010203".into()
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "unknown writer schema fingerprint deadbeef00010203"
+        );
+        let expected = DecodeError::WrongSchema {
+            expected: FLIGHT_EVENT_NAME,
+            found: TELEMETRY_NAME,
+        };
+        assert_eq!(
+            decode_flight_event(&encode_telemetry(&full_record())),
+            Err(expected)
+        );
+        let expected = DecodeError::WrongSchema {
+            expected: TELEMETRY_NAME,
+            found: FLIGHT_EVENT_NAME,
+        };
+        assert_eq!(
+            decode_telemetry(&encode_flight_event(&closed())),
+            Err(expected)
+        );
+    }
+
+    #[test]
+    fn truncated_and_extended_messages_are_errors() {
+        for record in [full_record(), minimal_record()] {
+            let bytes = encode_telemetry(&record);
+            for len in 0..bytes.len() {
+                assert!(
+                    decode_telemetry(&bytes[..len]).is_err(),
+                    "prefix of {len} bytes"
+                );
+                assert!(
+                    generic::decode_telemetry(&bytes[..len]).is_err(),
+                    "prefix of {len} bytes"
+                );
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(
+                decode_telemetry(&longer),
+                Err(malformed("1 trailing bytes"))
+            );
+            assert!(generic::decode_telemetry(&longer).is_err());
+        }
+        for event in [closed(), recompute(Some("x"))] {
+            let bytes = encode_flight_event(&event);
+            for len in 0..bytes.len() {
+                assert!(
+                    decode_flight_event(&bytes[..len]).is_err(),
+                    "prefix of {len} bytes"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_data_is_an_error_not_a_panic() {
+        let datum_start = encode_telemetry(&minimal_record());
+        let cases: [(&str, Vec<u8>); 5] = [
+            (
+                "not a uuid",
+                [&datum_start[..10], &[72], &[b'x'; 36]].concat(),
+            ),
+            ("invalid union branch", [&datum_start[..58], &[4]].concat()),
+            (
+                "varint overflows 64 bits",
+                [&datum_start[..47], &[0xff; 10]].concat(),
+            ),
+            ("not utf-8", [&datum_start[..10], &[4, 0xff, 0xfe]].concat()),
+            (
+                "map block count exceeds the data",
+                [&datum_start[..datum_start.len() - 1], &[0x80, 0x80, 0x04]].concat(),
+            ),
+        ];
+        for (what, bytes) in cases {
+            let error = decode_telemetry(&bytes).unwrap_err();
+            assert!(
+                matches!(error, DecodeError::Malformed { .. }),
+                "{what}: {error}"
+            );
+            assert!(generic::decode_telemetry(&bytes).is_err(), "{what}");
+        }
+        // Random bytes after a valid header, and random flips of valid messages.
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        let valid = encode_telemetry(&full_record());
+        let event = encode_flight_event(&closed());
+        for round in 0..20_000 {
+            let len = (random.next() % 200) as usize;
+            let noise: Vec<u8> = (0..len).map(|_| random.next() as u8).collect();
+            let _ = decode_telemetry(&[&valid[..10], &noise].concat());
+            let _ = decode_flight_event(&[&event[..10], &noise].concat());
+            if round % 10 == 0 {
+                let _ = generic::decode_telemetry(&[&valid[..10], &noise].concat());
+                let _ = generic::decode_flight_event(&[&event[..10], &noise].concat());
+            }
+            let mut flipped = valid.clone();
+            let at = 10 + (random.next() as usize) % (flipped.len() - 10);
+            flipped[at] = random.next() as u8;
+            let _ = decode_telemetry(&flipped);
+        }
     }
 }

@@ -26,8 +26,8 @@ pub mod packet;
 pub mod record;
 
 pub use avro::{
-    decode_flight_event, decode_telemetry, encode_flight_event, encode_telemetry, DecodeError,
-    FLIGHT_EVENT_SCHEMA, TELEMETRY_RECORD_SCHEMA,
+    decode_flight_event, decode_telemetry, encode_flight_event, encode_telemetry,
+    encode_telemetry_into, DecodeError, FLIGHT_EVENT_SCHEMA, TELEMETRY_RECORD_SCHEMA,
 };
 pub use flight::{flight_id, format_ts, FLIGHT_ID_NAMESPACE};
 pub use packet::{

@@ -38,7 +38,7 @@ pub async fn post(
     let last_ts = state.last_ts.for_drone(drone_id);
     let mut last_ts = last_ts.lock().await;
     if let (Some(last), Some(first)) = (*last_ts, packets.first()) {
-        if first.ts_us <= last {
+        if first.ts_us() <= last {
             return Err(ApiError::InvalidPackets(vec![FieldError {
                 index: 0,
                 field: "ts".into(),
@@ -49,7 +49,7 @@ pub async fn post(
             }]));
         }
     }
-    let newest = packets.last().map(|p| p.ts_us);
+    let newest = packets.last().map(|p| p.ts_us());
     let count = packets.len();
     let records: Vec<TelemetryRecord> = packets
         .into_iter()
@@ -83,7 +83,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn batch_error(error: BatchError) -> ApiError {
     match error {
         BatchError::Invalid(errors) => ApiError::InvalidPackets(errors),
-        BatchError::TooMany(_) => ApiError::TooLarge(error.to_string()),
+        BatchError::TooManyPackets { .. } => ApiError::TooLarge(error.to_string()),
+        BatchError::InvalidJson(_) => ApiError::InvalidJson(error.to_string()),
         other => ApiError::InvalidBody(other.to_string()),
     }
 }

@@ -292,12 +292,18 @@ pub fn compute(
     throttle_threshold: f64,
 ) -> Result<Metrics> {
     rows.check(start_ts_us, end_ts_us)?;
-    let frame = with_derived_columns(to_frame(rows)?.lazy());
-    let scalars = frame
+    // The row-wise columns are computed once and shared by the three queries below.
+    let base = with_derived_columns(to_frame(rows)?.lazy()).collect()?;
+    // Which source distance_m and max_altitude_m use is decided here, so the query evaluates
+    // only that one (polars evaluates every branch of a when/then).
+    let has_position = base.column(HAS_POS)?.bool()?.any();
+    let scalars = base
         .clone()
-        .select(scalar_exprs(throttle_threshold))
+        .lazy()
+        .select(scalar_exprs(throttle_threshold, has_position))
         .collect()?;
-    let bins = power_curve_frame(frame).collect()?;
+    let yaw = yaw_frame(base.clone().lazy()).collect()?;
+    let bins = power_curve_frame(base.lazy()).collect()?;
 
     let duration_s = (end_ts_us - start_ts_us) as f64 / 1e6;
     let packet_count = rows.len() as i64;
@@ -338,7 +344,7 @@ pub fn compute(
         attitude_std_deg: AttitudeStd {
             roll: f("roll_std")?,
             pitch: f("pitch_std")?,
-            yaw: f("yaw_std")?,
+            yaw: scalar_f64(&yaw, "yaw_std")?,
         },
         throttle_mean: f("throttle_mean")?,
         throttle_smoothness: f("throttle_smoothness")?,
@@ -352,7 +358,7 @@ pub fn compute(
             throttle_p90: f("throttle_p90")?,
             roll_rate_p95_dps: f("roll_rate_p95")?,
             pitch_rate_p95_dps: f("pitch_rate_p95")?,
-            yaw_rate_p95_dps: f("yaw_rate_p95")?,
+            yaw_rate_p95_dps: scalar_f64(&yaw, "yaw_rate_p95")?,
             throttle_reversals_per_min,
         },
         gaps: Gaps {
@@ -473,30 +479,49 @@ fn rates(values: Expr, ts: Expr) -> Expr {
     ((values.clone() - prev(values)) / dt).abs()
 }
 
-/// numpy's `unwrap(p, period=360)`: each step larger than 180° in magnitude is replaced by the
-/// equivalent step in [−180, 180) (+180 for a positive step of exactly 180 mod 360), and the
-/// corrections accumulate. Works on a null-free sequence.
-fn unwrap_degrees(values: Expr) -> Expr {
-    let step = values.clone() - prev(values.clone());
-    // (step + 180) mod 360, the way numpy computes it (fmod, then + 360 if negative), so the
-    // result is bit-identical to numpy for every step a yaw in [−180, 180) can make.
-    let shifted = step.clone() + lit(180.0);
-    let wrapped = when(shifted.clone().gt_eq(lit(0.0)).and(shifted.clone().lt(lit(360.0))))
-        .then(shifted.clone())
-        .when(shifted.clone().gt_eq(lit(360.0)).and(shifted.clone().lt(lit(720.0))))
-        .then(shifted.clone() - lit(360.0))
-        .when(shifted.clone().lt(lit(0.0)).and(shifted.clone().gt_eq(lit(-360.0))))
-        .then(shifted.clone() + lit(360.0))
-        .otherwise(shifted % lit(360.0));
-    let equivalent = wrapped - lit(180.0);
-    let equivalent = when(equivalent.clone().eq(lit(-180.0)).and(step.clone().gt(lit(0.0))))
+/// attitude_std_deg.yaw (°) and pilot_fingerprint.yaw_rate_p95_dps (°/s) over the yaw of the
+/// rows that have it, unwrapped the way numpy's `unwrap(p, period=360)` does: each step larger
+/// than 180° in magnitude is replaced by the equivalent step in [−180, 180) (+180 for a positive
+/// step of exactly 180 mod 360), and the corrections accumulate. Staged as columns so every
+/// intermediate is computed once.
+fn yaw_frame(frame: LazyFrame) -> LazyFrame {
+    const STEP: &str = "yaw_step";
+    const SHIFTED: &str = "yaw_step_plus_180";
+    const EQUIVALENT: &str = "yaw_step_wrapped";
+    const CORRECTION: &str = "yaw_correction";
+    const UNWRAPPED: &str = "yaw_unwrapped";
+    let step = || col(STEP);
+    let shifted = || col(SHIFTED);
+    // (step + 180) mod 360 the way numpy computes it (fmod, then + 360 if negative), so the
+    // result is bit-identical to numpy for every step a yaw in [−180, 180) can make; polars'
+    // floored `%` (within an ulp of it) only serves steps beyond ±540°.
+    let wrapped = when(shifted().gt_eq(lit(0.0)).and(shifted().lt(lit(360.0))))
+        .then(shifted())
+        .when(shifted().gt_eq(lit(360.0)).and(shifted().lt(lit(720.0))))
+        .then(shifted() - lit(360.0))
+        .when(shifted().lt(lit(0.0)).and(shifted().gt_eq(lit(-360.0))))
+        .then(shifted() + lit(360.0))
+        .otherwise(shifted() % lit(360.0));
+    let equivalent = || col(EQUIVALENT);
+    let equivalent_step = when(equivalent().eq(lit(-180.0)).and(step().gt(lit(0.0))))
         .then(lit(180.0))
-        .otherwise(equivalent);
-    let correction = when(step.clone().abs().lt(lit(180.0)))
+        .otherwise(equivalent());
+    let correction = when(step().abs().lt(lit(180.0)))
         .then(lit(0.0))
-        .otherwise(equivalent - step)
+        .otherwise(equivalent_step - step())
         .fill_null(lit(0.0));
-    values + correction.cum_sum(false)
+    frame
+        .filter(col(YAW).is_not_null())
+        .select([col(TS), col(YAW)])
+        .with_column((col(YAW) - prev(col(YAW))).alias(STEP))
+        .with_column((step() + lit(180.0)).alias(SHIFTED))
+        .with_column((wrapped - lit(180.0)).alias(EQUIVALENT))
+        .with_column(correction.alias(CORRECTION))
+        .with_column((col(YAW) + col(CORRECTION).cum_sum(false)).alias(UNWRAPPED))
+        .select([
+            sample_std(col(UNWRAPPED)).alias("yaw_std"),
+            quantile(rates(col(UNWRAPPED), col(TS)), 0.95).alias("yaw_rate_p95"),
+        ])
 }
 
 /// Sample standard deviation (ddof = 1), null with fewer than 2 values.
@@ -507,7 +532,7 @@ fn sample_std(values: Expr) -> Expr {
 }
 
 /// Every single-valued metric, as one row of named columns.
-fn scalar_exprs(throttle_threshold: f64) -> Vec<Expr> {
+fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
     let mut exprs = Vec::new();
 
     // total_mah, mAh: ∫ current dt (A·s) / 3.6.
@@ -532,38 +557,33 @@ fn scalar_exprs(throttle_threshold: f64) -> Vec<Expr> {
     // a position; otherwise Σ √(haversine² + Δalt_m²) between consecutive rows that have gps, with
     // haversine = 2R·asin(√(sin²(Δφ/2) + cos φ₁·cos φ₂·sin²(Δλ/2))), φ, λ in radians and
     // R = 6 371 008.8 m. Null with fewer than 2 points of the source used.
-    let positions = col(HAS_POS).sum();
-    let position_step = |name: &str| {
-        let values = col(name).filter(col(HAS_POS));
-        values.clone() - prev(values)
-    };
-    let position_distance =
-        (square(position_step(X)) + square(position_step(Y)) + square(position_step(Z)))
+    let distance = if has_position {
+        let step = |name: &str| {
+            let values = col(name).filter(col(HAS_POS));
+            values.clone() - prev(values)
+        };
+        let total = (square(step(X)) + square(step(Y)) + square(step(Z)))
             .sqrt()
             .sum();
-    let gps_values = |name: &str| col(name).filter(col(HAS_GPS));
-    let radians = |name: &str| gps_values(name) * lit(PI / 180.0);
-    let (phi, lambda) = (radians(LAT), radians(LON));
-    let half_dphi = (phi.clone() - prev(phi.clone())) / lit(2.0);
-    let half_dlambda = (lambda.clone() - prev(lambda)) / lit(2.0);
-    let haversine_term = square(half_dphi.sin())
-        + prev(phi.clone()).cos() * phi.cos() * square(half_dlambda.sin());
-    let ground = lit(2.0 * EARTH_RADIUS_M) * haversine_term.sqrt().arcsin();
-    let climb = gps_values(ALT) - prev(gps_values(ALT));
-    let gps_distance = (square(ground) + square(climb)).sqrt().sum();
-    let gps_points = col(HAS_GPS).sum();
-    exprs.push(
-        when(positions.clone().gt(lit(0)))
-            .then(
-                when(positions.clone().gt_eq(lit(2)))
-                    .then(position_distance)
-                    .otherwise(null()),
-            )
-            .when(gps_points.gt_eq(lit(2)))
-            .then(gps_distance)
+        when(col(HAS_POS).sum().gt_eq(lit(2)))
+            .then(total)
             .otherwise(null())
-            .alias("distance_m"),
-    );
+    } else {
+        let values = |name: &str| col(name).filter(col(HAS_GPS));
+        let radians = |name: &str| values(name) * lit(PI / 180.0);
+        let (phi, lambda) = (radians(LAT), radians(LON));
+        let half_dphi = (phi.clone() - prev(phi.clone())) / lit(2.0);
+        let half_dlambda = (lambda.clone() - prev(lambda)) / lit(2.0);
+        let haversine_term = square(half_dphi.sin())
+            + prev(phi.clone()).cos() * phi.cos() * square(half_dlambda.sin());
+        let ground = lit(2.0 * EARTH_RADIUS_M) * haversine_term.sqrt().arcsin();
+        let climb = values(ALT) - prev(values(ALT));
+        let total = (square(ground) + square(climb)).sqrt().sum();
+        when(col(HAS_GPS).sum().gt_eq(lit(2)))
+            .then(total)
+            .otherwise(null())
+    };
+    exprs.push(distance.alias("distance_m"));
 
     // max_speed_mps, m/s: max ‖(vx, vy, vz)‖ over the rows with velocity.
     exprs.push(col(SPEED).max().alias("max_speed_mps"));
@@ -571,23 +591,20 @@ fn scalar_exprs(throttle_threshold: f64) -> Vec<Expr> {
     // max_altitude_m, m: if any row has a position, max z over those rows (height in the local
     // frame); otherwise max alt_m − the first alt_m over the rows with gps (height above the
     // flight's first fix). Null without either.
-    let gps_alt = col(ALT).filter(col(HAS_GPS));
-    exprs.push(
-        when(positions.gt(lit(0)))
-            .then(col(Z).filter(col(HAS_POS)).max())
-            .otherwise(gps_alt.clone().max() - gps_alt.first())
-            .alias("max_altitude_m"),
-    );
+    let max_altitude = if has_position {
+        col(Z).filter(col(HAS_POS)).max()
+    } else {
+        let gps_alt = col(ALT).filter(col(HAS_GPS));
+        gps_alt.clone().max() - gps_alt.first()
+    };
+    exprs.push(max_altitude.alias("max_altitude_m"));
 
-    // attitude_std_deg, °: sample std of roll, pitch and unwrapped yaw over the rows that have
-    // each; null with fewer than 2 values.
+    // attitude_std_deg, °: sample std of roll and pitch over the rows that have each; null with
+    // fewer than 2 values. (Yaw, unwrapped first: see yaw_frame.)
     let (roll, roll_ts) = subsequence(ROLL);
     let (pitch, pitch_ts) = subsequence(PITCH);
-    let (yaw, yaw_ts) = subsequence(YAW);
-    let yaw_unwrapped = unwrap_degrees(yaw);
     exprs.push(sample_std(roll.clone()).alias("roll_std"));
     exprs.push(sample_std(pitch.clone()).alias("pitch_std"));
-    exprs.push(sample_std(yaw_unwrapped.clone()).alias("yaw_std"));
 
     // throttle_mean (fraction 0–1): time-weighted mean of throttle; null with one row.
     exprs.push(time_weighted_mean(THROTTLE).alias("throttle_mean"));
@@ -649,12 +666,11 @@ fn scalar_exprs(throttle_threshold: f64) -> Vec<Expr> {
     exprs.push(quantile(col(THROTTLE), 0.5).alias("throttle_p50"));
     exprs.push(quantile(col(THROTTLE), 0.9).alias("throttle_p90"));
 
-    // pilot_fingerprint.{roll,pitch,yaw}_rate_p95_dps, °/s: 95th percentile of the rates
-    // |Δangle / dt| between consecutive rows that have the angle (yaw unwrapped); null with fewer
-    // than 2 such rows.
+    // pilot_fingerprint.{roll,pitch}_rate_p95_dps, °/s: 95th percentile of the rates
+    // |Δangle / dt| between consecutive rows that have the angle; null with fewer than 2 such
+    // rows. (Yaw, unwrapped: see yaw_frame.)
     exprs.push(quantile(rates(roll, roll_ts), 0.95).alias("roll_rate_p95"));
     exprs.push(quantile(rates(pitch, pitch_ts), 0.95).alias("pitch_rate_p95"));
-    exprs.push(quantile(rates(yaw_unwrapped, yaw_ts), 0.95).alias("yaw_rate_p95"));
 
     // Sign changes between consecutive non-zero Δthrottle (see throttle_reversals_per_min).
     let step = next(col(THROTTLE)) - col(THROTTLE);

@@ -1,0 +1,491 @@
+//! Flights: `GET /v1/drones/{id}/flights` (pages, newest first), `GET /v1/flights/{id}` (detail,
+//! optionally with downsampled raw points), `GET /v1/flights/{id}/telemetry.csv` (every raw row,
+//! streamed) and `POST /v1/flights/{id}/recompute` (an event on `flights.v1`).
+//!
+//! A flight's rows are its drone's rows with start_ts ≤ ts ≤ end_ts (CONTRACT.md §3); they are
+//! selected by time range, not by `telemetry_raw.flight_id`, which the analytics group fills in
+//! only later.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+use schemas::{FlightEvent, RecomputeRequested};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody, Result};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::routes::drones::owned_drone;
+use crate::{format_time, QueryState};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+const DEFAULT_MAX_POINTS: i64 = 2000;
+const MAX_POINTS_RANGE: std::ops::RangeInclusive<i64> = 2..=20_000;
+const MAX_REASON_CHARS: usize = 500;
+/// Size at which a CSV chunk is handed to the response body.
+const CSV_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks buffered between the database reader and a slow client (bounded memory).
+const CSV_CHUNKS_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct FlightSummary {
+    pub id: Uuid,
+    pub drone_id: Uuid,
+    /// RFC 3339 UTC, 6 fractional digits.
+    #[schema(format = DateTime, example = "2026-05-01T12:00:00.020000Z")]
+    #[sqlx(skip)]
+    pub start_ts: String,
+    #[schema(format = DateTime, example = "2026-05-01T12:04:10.500000Z")]
+    #[sqlx(skip)]
+    pub end_ts: String,
+    /// Seconds (null until analytics ran).
+    pub duration_s: Option<f64>,
+    /// mAh.
+    pub total_mah: Option<f64>,
+    /// Wh.
+    pub energy_wh: Option<f64>,
+    /// V.
+    pub min_voltage: Option<f64>,
+    /// A.
+    pub max_current: Option<f64>,
+    /// m.
+    pub distance_m: Option<f64>,
+    pub packet_count: i64,
+    /// `pending` | `done` | `failed`.
+    #[schema(example = "done")]
+    pub analytics_status: String,
+    pub analytics_version: Option<i32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlightDetail {
+    #[serde(flatten)]
+    pub summary: FlightSummary,
+    /// The metrics of CONTRACT.md §4, or null until analytics ran.
+    pub computed_metrics: Option<Value>,
+    /// With `?include=telemetry`: the flight's raw points, downsampled to at most `max_points`
+    /// (packet JSON of CONTRACT.md §1, `ts` normalised), oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecomputeAccepted {
+    pub flight_id: Uuid,
+    /// Always `requested`.
+    #[schema(example = "requested")]
+    pub status: &'static str,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecomputeBody {
+    /// Free text recorded with the request (≤ 500 characters).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1–500, default 50.
+    pub limit: Option<i64>,
+    /// ≥ 0, default 0.
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetailParams {
+    /// `telemetry` adds the downsampled raw points.
+    pub include: Option<String>,
+    /// 2–20000, default 2000: the most points `telemetry` holds.
+    pub max_points: Option<i64>,
+}
+
+/// A `flights` row with the timestamps still typed.
+#[derive(sqlx::FromRow)]
+struct FlightRow {
+    #[sqlx(flatten)]
+    summary: FlightSummary,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+}
+
+impl FlightRow {
+    fn into_summary(self) -> FlightSummary {
+        FlightSummary { start_ts: format_time(self.start_time), end_ts: format_time(self.end_time), ..self.summary }
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "f.id, f.drone_id, f.start_ts AS start_time, f.end_ts AS end_time, f.duration_s, \
+     f.total_mah, f.energy_wh, f.min_voltage, f.max_current, f.distance_m, f.packet_count, \
+     f.analytics_status, f.analytics_version";
+
+/// The flight if its drone belongs to `user_id`; `NotFound` otherwise.
+async fn owned_flight(pool: &PgPool, user_id: Uuid, flight_id: Uuid) -> Result<(FlightRow, Option<Value>)> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        flight: FlightRow,
+        computed_metrics: Option<Value>,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS}, f.computed_metrics FROM flights f JOIN drones d ON d.id = f.drone_id \
+         WHERE f.id = $1 AND d.owner_id = $2"
+    ))
+    .bind(flight_id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| (row.flight, row.computed_metrics)).ok_or(ApiError::NotFound("flight"))
+}
+
+/// A drone's flights, newest first (start_ts, then id, descending: stable pages).
+#[utoipa::path(
+    get, path = "/v1/drones/{id}/flights", tag = "flights", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "drone id"), PageParams),
+    responses(
+        (status = 200, description = "one page of flights", body = [FlightSummary]),
+        (status = 400, description = "limit outside 1–500 or negative offset", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "not the caller's drone", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(drone_id): ApiPath<Uuid>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Vec<FlightSummary>>> {
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let offset = page.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid("offset must not be negative"));
+    }
+    owned_drone(&state.pool, user.user_id, drone_id).await?;
+    let rows: Vec<FlightRow> = sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM flights f WHERE f.drone_id = $1 \
+         ORDER BY f.start_ts DESC, f.id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(drone_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(rows.into_iter().map(FlightRow::into_summary).collect()))
+}
+
+/// A flight with its metrics and, with `?include=telemetry`, its raw points downsampled by
+/// min/max per time bucket: the flight's time range is cut into `max_points / 2` equal buckets
+/// and each bucket contributes the rows holding its lowest and highest `current` (`throttle` for
+/// rows without current), so current peaks and voltage-sag moments survive. Flights with at most
+/// `max_points` rows are returned whole.
+#[utoipa::path(
+    get, path = "/v1/flights/{id}", tag = "flights", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "flight id"), DetailParams),
+    responses(
+        (status = 200, description = "the flight", body = FlightDetail),
+        (status = 400, description = "unknown include or max_points outside 2–20000", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "not a flight of the caller's drones", body = ErrorBody),
+    )
+)]
+pub async fn detail(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(flight_id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<DetailParams>,
+) -> Result<Json<FlightDetail>> {
+    let mut with_telemetry = false;
+    for part in params.include.as_deref().unwrap_or("").split(',').filter(|part| !part.is_empty()) {
+        match part {
+            "telemetry" => with_telemetry = true,
+            other => return Err(ApiError::invalid(format!("unknown include {other:?}; known: telemetry"))),
+        }
+    }
+    let max_points = params.max_points.unwrap_or(DEFAULT_MAX_POINTS);
+    if !MAX_POINTS_RANGE.contains(&max_points) {
+        return Err(ApiError::invalid(format!(
+            "max_points must be between {} and {}",
+            MAX_POINTS_RANGE.start(),
+            MAX_POINTS_RANGE.end()
+        )));
+    }
+    let (flight, computed_metrics) = owned_flight(&state.pool, user.user_id, flight_id).await?;
+    let telemetry = if with_telemetry {
+        let range = (flight.summary.drone_id, flight.start_time, flight.end_time);
+        Some(downsampled_points(&state.pool, range, max_points).await?)
+    } else {
+        None
+    };
+    Ok(Json(FlightDetail { summary: flight.into_summary(), computed_metrics, telemetry }))
+}
+
+const RAW_COLUMNS: &str = "ts, received_at, throttle, voltage, current, mah_drawn, rssi, x, y, z, lat, lon, alt_m, \
+     vx, vy, vz, roll, pitch, yaw, extra";
+
+#[derive(sqlx::FromRow)]
+struct RawRow {
+    ts: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    throttle: f64,
+    voltage: Option<f64>,
+    current: Option<f64>,
+    mah_drawn: Option<i64>,
+    rssi: Option<i32>,
+    x: Option<f64>,
+    y: Option<f64>,
+    z: Option<f64>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    alt_m: Option<f64>,
+    vx: Option<f64>,
+    vy: Option<f64>,
+    vz: Option<f64>,
+    roll: Option<f64>,
+    pitch: Option<f64>,
+    yaw: Option<f64>,
+    extra: Option<Value>,
+}
+
+fn triple(a: Option<f64>, b: Option<f64>, c: Option<f64>) -> Option<[f64; 3]> {
+    Some([a?, b?, c?])
+}
+
+impl RawRow {
+    /// The packet shape of CONTRACT.md §1 (absent fields omitted), `ts` as the contract formats it.
+    fn to_point(&self) -> Value {
+        let mut point = Map::with_capacity(11);
+        point.insert("ts".into(), Value::String(format_time(self.ts)));
+        point.insert("throttle".into(), json!(self.throttle));
+        if let Some(voltage) = self.voltage {
+            point.insert("voltage".into(), json!(voltage));
+        }
+        if let Some(current) = self.current {
+            point.insert("current".into(), json!(current));
+        }
+        if let Some(mah_drawn) = self.mah_drawn {
+            point.insert("mah_drawn".into(), json!(mah_drawn));
+        }
+        if let Some(rssi) = self.rssi {
+            point.insert("rssi".into(), json!(rssi));
+        }
+        if let Some(position) = triple(self.x, self.y, self.z) {
+            point.insert("position".into(), json!(position));
+        }
+        if let (Some(lat), Some(lon), Some(alt_m)) = (self.lat, self.lon, self.alt_m) {
+            point.insert("gps".into(), json!({"lat": lat, "lon": lon, "alt_m": alt_m}));
+        }
+        if let Some(velocity) = triple(self.vx, self.vy, self.vz) {
+            point.insert("velocity".into(), json!(velocity));
+        }
+        if let Some(attitude) = triple(self.roll, self.pitch, self.yaw) {
+            point.insert("attitude".into(), json!(attitude));
+        }
+        if let Some(extra) = self.extra.as_ref().filter(|extra| extra.as_object().is_some_and(|o| !o.is_empty())) {
+            point.insert("extra".into(), extra.clone());
+        }
+        Value::Object(point)
+    }
+
+    fn write_csv(&self, out: &mut String) {
+        fn opt<T: std::fmt::Display>(out: &mut String, value: Option<T>) {
+            out.push(',');
+            if let Some(value) = value {
+                write!(out, "{value}").expect("writing to a String cannot fail");
+            }
+        }
+        out.push_str(&format_time(self.ts));
+        out.push(',');
+        out.push_str(&format_time(self.received_at));
+        out.push(',');
+        write!(out, "{}", self.throttle).expect("writing to a String cannot fail");
+        opt(out, self.voltage);
+        opt(out, self.current);
+        opt(out, self.mah_drawn);
+        opt(out, self.rssi);
+        for value in [self.x, self.y, self.z, self.lat, self.lon, self.alt_m, self.vx, self.vy, self.vz, self.roll, self.pitch, self.yaw] {
+            opt(out, value);
+        }
+        out.push(',');
+        if let Some(extra) = &self.extra {
+            // JSON text in one quoted CSV field (RFC 4180: quotes doubled).
+            out.push('"');
+            out.push_str(&extra.to_string().replace('"', "\"\""));
+            out.push('"');
+        }
+        out.push_str("\r\n");
+    }
+}
+
+const CSV_HEADER: &str =
+    "ts,received_at,throttle,voltage,current,mah_drawn,rssi,x,y,z,lat,lon,alt_m,vx,vy,vz,roll,pitch,yaw,extra\r\n";
+
+async fn downsampled_points(
+    pool: &PgPool,
+    (drone_id, start, end): (Uuid, DateTime<Utc>, DateTime<Utc>),
+    max_points: i64,
+) -> Result<Vec<Value>> {
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3")
+        .bind(drone_id)
+        .bind(start)
+        .bind(end)
+        .fetch_one(pool)
+        .await?;
+    let rows: Vec<RawRow> = if count <= max_points || end <= start {
+        sqlx::query_as(&format!(
+            "SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4"
+        ))
+        .bind(drone_id)
+        .bind(start)
+        .bind(end)
+        .bind(max_points)
+        .fetch_all(pool)
+        .await?
+    } else {
+        // width_bucket puts ts = end into bucket n + 1; LEAST folds it into the last bucket.
+        sqlx::query_as(&format!(
+            "WITH r AS ( \
+                 SELECT {RAW_COLUMNS}, COALESCE(current, throttle) AS signal, \
+                        LEAST(width_bucket(extract(epoch FROM ts)::float8, extract(epoch FROM $2::timestamptz)::float8, \
+                                           extract(epoch FROM $3::timestamptz)::float8, $4::int), $4::int) AS bucket \
+                 FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3), \
+             ranked AS ( \
+                 SELECT r.*, row_number() OVER (PARTITION BY bucket ORDER BY signal ASC, ts) AS low, \
+                             row_number() OVER (PARTITION BY bucket ORDER BY signal DESC, ts) AS high \
+                 FROM r) \
+             SELECT {RAW_COLUMNS} FROM ranked WHERE low = 1 OR high = 1 ORDER BY ts"
+        ))
+        .bind(drone_id)
+        .bind(start)
+        .bind(end)
+        .bind((max_points / 2) as i32)
+        .fetch_all(pool)
+        .await?
+    };
+    Ok(rows.iter().map(RawRow::to_point).collect())
+}
+
+/// Every raw row of the flight as CSV (header first, ordered by ts, timestamps RFC 3339 with µs,
+/// `extra` as JSON text), streamed from the database: a slow client holds at most a few chunks.
+#[utoipa::path(
+    get, path = "/v1/flights/{id}/telemetry.csv", tag = "flights", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "flight id")),
+    responses(
+        (status = 200, description = "text/csv: ts,received_at,throttle,voltage,current,mah_drawn,rssi,x,y,z,lat,lon,alt_m,vx,vy,vz,roll,pitch,yaw,extra", content_type = "text/csv", body = String),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "not a flight of the caller's drones", body = ErrorBody),
+    )
+)]
+pub async fn csv(State(state): State<QueryState>, user: AuthUser, ApiPath(flight_id): ApiPath<Uuid>) -> Result<Response> {
+    let (flight, _) = owned_flight(&state.pool, user.user_id, flight_id).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, sqlx::Error>>(CSV_CHUNKS_IN_FLIGHT);
+    let pool = state.pool.clone();
+    let (drone_id, start, end) = (flight.summary.drone_id, flight.start_time, flight.end_time);
+    tokio::spawn(async move {
+        let sql = format!("SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts");
+        let mut rows = sqlx::query_as::<_, RawRow>(&sql).bind(drone_id).bind(start).bind(end).fetch(&pool);
+        let mut chunk = String::with_capacity(CSV_CHUNK_BYTES + 1024);
+        chunk.push_str(CSV_HEADER);
+        while let Some(row) = rows.next().await {
+            match row {
+                Ok(row) => row.write_csv(&mut chunk),
+                Err(error) => {
+                    tracing::error!(%error, %flight_id, "csv export failed mid-stream");
+                    // The status is already sent: an error item aborts the body, so the client
+                    // sees a truncated transfer rather than a silently short file.
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            }
+            if chunk.len() >= CSV_CHUNK_BYTES {
+                let full = std::mem::replace(&mut chunk, String::with_capacity(CSV_CHUNK_BYTES + 1024));
+                if sender.send(Ok(Bytes::from(full))).await.is_err() {
+                    return; // client gone
+                }
+            }
+        }
+        let _ = sender.send(Ok(Bytes::from(chunk))).await;
+    });
+    let body = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"flight-{flight_id}.csv\"")),
+    ];
+    Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// Asks the analytics group to recompute the flight: appends a `RecomputeRequested` event (key =
+/// drone id) to `flights.v1` and answers once Kafka acknowledged it.
+#[utoipa::path(
+    post, path = "/v1/flights/{id}/recompute", tag = "flights", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "flight id")),
+    request_body(content = Option<RecomputeBody>, description = "optional; may be empty"),
+    responses(
+        (status = 202, description = "the request is on the log", body = RecomputeAccepted),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "not a flight of the caller's drones", body = ErrorBody),
+        (status = 503, description = "Kafka did not acknowledge; retry after Retry-After seconds", body = ErrorBody),
+    )
+)]
+pub async fn recompute(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(flight_id): ApiPath<Uuid>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RecomputeAccepted>)> {
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let parsed: RecomputeBody =
+            serde_json::from_slice(&body).map_err(|error| ApiError::invalid(format!("invalid body: {error}")))?;
+        parsed.reason
+    };
+    if reason.as_ref().is_some_and(|reason| reason.chars().count() > MAX_REASON_CHARS) {
+        return Err(ApiError::invalid(format!("reason must have at most {MAX_REASON_CHARS} characters")));
+    }
+    let (flight, _) = owned_flight(&state.pool, user.user_id, flight_id).await?;
+    let drone_id = flight.summary.drone_id;
+    let requested_at_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_micros() as i64);
+    let event = FlightEvent::RecomputeRequested(RecomputeRequested { flight_id, drone_id, requested_at_us, reason });
+    let payload = schemas::encode_flight_event(&event);
+    let key = drone_id.to_string();
+    let record = FutureRecord::to(&state.flights_topic).key(&key).payload(&payload);
+    let unavailable = ApiError::Unavailable { what: "the recompute request", retry_after_s: 5 };
+    let delivery = tokio::time::timeout(
+        state.kafka_ack_timeout + Duration::from_secs(1),
+        state.producer.send(record, Timeout::After(state.kafka_ack_timeout)),
+    )
+    .await;
+    match delivery {
+        Ok(Ok(_)) => Ok((StatusCode::ACCEPTED, Json(RecomputeAccepted { flight_id, status: "requested" }))),
+        Ok(Err((error, _))) => {
+            tracing::warn!(%error, %flight_id, "recompute request not acknowledged");
+            Err(unavailable)
+        }
+        Err(_elapsed) => {
+            tracing::warn!(%flight_id, "recompute request not acknowledged in time");
+            Err(unavailable)
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per route group of CONTRACT.md §2.
+
+pub mod auth;
+pub mod drones;
+pub mod flights;
+pub mod live;
