@@ -63,7 +63,7 @@ pub async fn ingest(settings: &Settings, shutdown: CancellationToken) -> anyhow:
     let pool = runtime::connect_postgres(settings, 16).await?;
     let publisher = ingest::Publisher::new(
         &runtime::kafka_base(settings),
-        processors::topics::TELEMETRY,
+        &settings.kafka_name(processors::topics::TELEMETRY),
         Duration::from_millis(settings.ingest_ack_timeout_ms),
     )
     .context("creating the Kafka producer")?;
@@ -88,11 +88,12 @@ pub async fn process(settings: &Settings, group: Group, shutdown: CancellationTo
     match group {
         Group::Store => {
             let pool = runtime::connect_postgres(settings, 4).await?;
-            let store = processors::store::Store::new(pool, processors::store::GROUP_ID).await?;
+            let group_id = settings.kafka_name(processors::store::GROUP_ID);
+            let store = processors::store::Store::new(pool, &group_id).await?;
             let config = processors::RunnerConfig {
-                group_id: processors::store::GROUP_ID.into(),
-                topic: processors::topics::TELEMETRY.into(),
-                dlq_topic: processors::topics::DLQ.into(),
+                group_id,
+                topic: settings.kafka_name(processors::topics::TELEMETRY),
+                dlq_topic: settings.kafka_name(processors::topics::DLQ),
                 batch_max: settings.store_batch_max,
                 batch_wait: Duration::from_millis(settings.store_batch_wait_ms),
                 kafka,

@@ -25,6 +25,7 @@ const PREFIXED_ENV: &[&str] = &[
     "store_batch_max",
     "store_batch_wait_ms",
     "ingest_ack_timeout_ms",
+    "topic_prefix",
 ];
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -48,6 +49,9 @@ pub struct Settings {
     pub store_batch_wait_ms: u64,
     /// How long ingest waits for Kafka to acknowledge a request before answering 503.
     pub ingest_ack_timeout_ms: u64,
+    /// Prepended to every topic and consumer group name, so several deployments (or test runs)
+    /// can share one Kafka cluster.
+    pub topic_prefix: String,
 }
 
 impl Default for Settings {
@@ -63,6 +67,7 @@ impl Default for Settings {
             store_batch_max: 5000,
             store_batch_wait_ms: 20,
             ingest_ack_timeout_ms: 5000,
+            topic_prefix: String::new(),
         }
     }
 }
@@ -93,6 +98,11 @@ impl Settings {
         figment
             .extract()
             .with_context(|| format!("invalid configuration (file {})", file.display()))
+    }
+
+    /// A topic or consumer group name with this deployment's prefix.
+    pub fn kafka_name(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
     }
 
     /// The configuration as JSON with secrets replaced, for `flightline config`.

@@ -214,6 +214,9 @@ pub async fn run<P: Processor>(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // A crashed instance's partitions move to the survivors within 10 s, not the default 45.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
         .set("isolation.level", "read_committed")
         .create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;

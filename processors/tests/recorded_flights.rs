@@ -97,7 +97,10 @@ fn streams() -> Vec<PathBuf> {
         .filter(|path| path.to_string_lossy().ends_with(".jsonl.gz"))
         .collect();
     files.sort();
-    assert!(files.len() >= 7, "expected the recorded flights, found {files:?}");
+    assert!(
+        files.len() >= 7,
+        "expected the recorded flights, found {files:?}"
+    );
     files
 }
 
@@ -152,7 +155,11 @@ fn compare(path: &str, ours: &Value, reference: &Value, worst: &mut BTreeMap<Str
             }
         }
         (Value::Array(a), Value::Array(b)) => {
-            assert_eq!(a.len(), b.len(), "{path}: lengths differ: {ours} vs {reference}");
+            assert_eq!(
+                a.len(),
+                b.len(),
+                "{path}: lengths differ: {ours} vs {reference}"
+            );
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 compare(&format!("{path}[{i}]"), x, y, worst);
             }
@@ -161,12 +168,19 @@ fn compare(path: &str, ours: &Value, reference: &Value, worst: &mut BTreeMap<Str
             if a.is_f64() || b.is_f64() {
                 let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
                 let scale = x.abs().max(y.abs());
-                let relative = if scale == 0.0 { 0.0 } else { (x - y).abs() / scale };
+                let relative = if scale == 0.0 {
+                    0.0
+                } else {
+                    (x - y).abs() / scale
+                };
                 let key = path.split_once('.').map_or(path, |(_, rest)| rest);
                 let key = strip_indices(key);
                 let entry = worst.entry(key).or_insert(0.0);
                 *entry = entry.max(relative);
-                assert!(relative <= REL_TOL, "{path}: {x} vs reference {y} (rel {relative:e})");
+                assert!(
+                    relative <= REL_TOL,
+                    "{path}: {x} vs reference {y} (rel {relative:e})"
+                );
             } else {
                 assert_eq!(a, b, "{path}");
             }
@@ -250,7 +264,10 @@ fn check_against_meta(name: &str, flights: &[ClosedFlight], meta: &Meta) {
         "{name}: one flight plus one per recording gap over 10 s"
     );
     for (i, (from, to)) in meta.long_gaps.iter().enumerate() {
-        assert_eq!(flights[i].end_ts_us, *from, "{name}: flight {i} ends where the gap starts");
+        assert_eq!(
+            flights[i].end_ts_us, *from,
+            "{name}: flight {i} ends where the gap starts"
+        );
         assert!(
             flights[i + 1].start_ts_us >= *to,
             "{name}: flight {} starts after the gap",
@@ -264,7 +281,9 @@ fn check_against_meta(name: &str, flights: &[ClosedFlight], meta: &Meta) {
     );
     for (kind, ts) in &meta.flight_events {
         assert!(
-            flights.iter().any(|f| f.start_ts_us <= *ts && *ts <= f.end_ts_us),
+            flights
+                .iter()
+                .any(|f| f.start_ts_us <= *ts && *ts <= f.end_ts_us),
             "{name}: {kind} at {ts} is inside a flight"
         );
     }
@@ -336,7 +355,10 @@ fn recorded_flights_match_the_reference_and_the_logs() {
             total_flights += 1;
         }
     }
-    assert!(total_flights >= 12, "expected every recorded flight, got {total_flights}");
+    assert!(
+        total_flights >= 12,
+        "expected every recorded flight, got {total_flights}"
+    );
     // Shown with --nocapture: how close the two implementations are, metric by metric.
     for (key, relative) in &worst {
         println!("{key:<45} max rel diff {relative:.1e}");

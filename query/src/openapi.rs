@@ -69,6 +69,16 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} missing");
         }
+        let mut operation_ids: Vec<&str> = paths
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        let operations = operation_ids.len();
+        operation_ids.sort();
+        operation_ids.dedup();
+        assert_eq!(operation_ids.len(), operations, "operationIds must be unique");
+        assert_eq!(operations, 13);
         let schemas = document["components"]["schemas"].as_object().unwrap();
         for schema in ["Drone", "CreatedDrone", "FlightSummary", "FlightDetail", "ErrorBody", "TokenResponse"] {
             assert!(schemas.contains_key(schema), "schema {schema} missing");

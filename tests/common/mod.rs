@@ -25,7 +25,6 @@ pub struct TestApp {
     pub dlq_topic: String,
     pub kafka: ClientConfig,
     pub http: reqwest::Client,
-    admin_url: String,
     shutdown: CancellationToken,
 }
 
@@ -47,10 +46,9 @@ impl RunningProcessor {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
-    let settings = Settings::load().expect("settings");
-    let suffix = Uuid::new_v4().simple().to_string();
-    let db_name = format!("fltest_{suffix}");
+/// A fresh, migrated database: `(pool, name, url)`.
+pub async fn fresh_database(settings: &Settings) -> (PgPool, String, String) {
+    let db_name = format!("fltest_{}", Uuid::new_v4().simple());
     let admin = PgPoolOptions::new().max_connections(1).connect(&settings.database_url).await.expect(
         "PostgreSQL of the local stack must be up (make stack-up)",
     );
@@ -59,7 +57,19 @@ pub async fn spawn_app() -> TestApp {
     let db_url = replace_db_name(&settings.database_url, &db_name);
     let pool = PgPoolOptions::new().max_connections(8).connect(&db_url).await.expect("connect test database");
     runtime::migrate(&pool).await.expect("migrations");
+    (pool, db_name, db_url)
+}
 
+/// Drops a test database.
+pub async fn drop_database(settings: &Settings, db_name: &str) {
+    let admin = PgPoolOptions::new().max_connections(1).connect(&settings.database_url).await.expect("admin");
+    let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&admin).await;
+}
+
+pub async fn spawn_app() -> TestApp {
+    let settings = Settings::load().expect("settings");
+    let suffix = Uuid::new_v4().simple().to_string();
+    let (pool, db_name, _) = fresh_database(&settings).await;
     let kafka = runtime::kafka_base(&settings);
     let topic = format!("fltest.telemetry.{suffix}");
     let dlq_topic = format!("fltest.dlq.{suffix}");
@@ -82,7 +92,6 @@ pub async fn spawn_app() -> TestApp {
         dlq_topic,
         kafka,
         http: reqwest::Client::new(),
-        admin_url: settings.database_url,
         shutdown,
     }
 }
@@ -149,10 +158,8 @@ impl TestApp {
     pub async fn cleanup(self) {
         self.shutdown.cancel();
         self.pool.close().await;
-        let admin = PgPoolOptions::new().max_connections(1).connect(&self.admin_url).await.expect("admin");
-        let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.db_name)).execute(&admin).await;
-        let client: AdminClient<DefaultClientContext> = self.kafka.create().expect("admin client");
-        let _ = client.delete_topics(&[&self.topic, &self.dlq_topic], &AdminOptions::new()).await;
+        drop_database(&Settings::load().expect("settings"), &self.db_name).await;
+        delete_topics(&self.kafka, &[&self.topic, &self.dlq_topic]).await;
     }
 }
 
@@ -167,6 +174,11 @@ pub async fn create_topics(kafka: &ClientConfig, topics: &[&str]) {
     for result in results {
         result.expect("create topic");
     }
+}
+
+pub async fn delete_topics(kafka: &ClientConfig, topics: &[&str]) {
+    let client: AdminClient<DefaultClientContext> = kafka.create().expect("admin client");
+    let _ = client.delete_topics(topics, &AdminOptions::new()).await;
 }
 
 fn replace_db_name(url: &str, db: &str) -> String {

@@ -177,9 +177,10 @@ impl FlightRows {
         if self.ts_us.windows(2).any(|pair| pair[0] >= pair[1]) {
             return Err(Error::InvalidRows("ts is not strictly increasing".into()));
         }
-        if start_ts_us > end_ts_us || self.ts_us[0] < start_ts_us || self.ts_us[n - 1] > end_ts_us
-        {
-            return Err(Error::InvalidRows("rows outside the flight's bounds".into()));
+        if start_ts_us > end_ts_us || self.ts_us[0] < start_ts_us || self.ts_us[n - 1] > end_ts_us {
+            return Err(Error::InvalidRows(
+                "rows outside the flight's bounds".into(),
+            ));
         }
         Ok(())
     }
@@ -633,11 +634,15 @@ fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
     let p10 = quantile(loaded_current.clone(), 0.1);
     let p90 = quantile(loaded_current.clone(), 0.9);
     let resting_v = quantile(
-        loaded_voltage.clone().filter(loaded_current.clone().lt_eq(p10)),
+        loaded_voltage
+            .clone()
+            .filter(loaded_current.clone().lt_eq(p10)),
         0.5,
     );
     let sagging_v = quantile(
-        loaded_voltage.clone().filter(loaded_current.clone().gt_eq(p90)),
+        loaded_voltage
+            .clone()
+            .filter(loaded_current.clone().gt_eq(p90)),
         0.5,
     );
     exprs.push((resting_v - sagging_v).alias("voltage_sag_v"));
@@ -821,13 +826,19 @@ mod tests {
         close(m.throttle_smoothness, 0.35 / 3.0);
         // Δthrottle = +0.2, 0, −0.3: one sign change over 4 s = 1/15 min.
         close(m.pilot_fingerprint.throttle_reversals_per_min, 15.0);
-        assert_eq!(m.gaps, Gaps { count: 1, seconds: 2.0 });
+        assert_eq!(
+            m.gaps,
+            Gaps {
+                count: 1,
+                seconds: 2.0
+            }
+        );
         // Voltage+current rows: a (10 A, 12 V), b (20 A, 11 V), d (10 A, 10 V).
         // Currents sorted 10, 10, 20: p10 = 10, p90 = 10 + 0.8·10 = 18.
         // Resting (I ≤ 10): a, d → median 11 V; loaded (I ≥ 18): b → 11 V. Sag 0.
         close(m.voltage_sag_v, 0.0);
         assert_eq!(m.internal_resistance_mohm, None); // 3 rows < 20
-        // Nothing positional or attitude-related is present.
+                                                      // Nothing positional or attitude-related is present.
         assert_eq!(m.distance_m, None);
         assert_eq!(m.wh_per_km, None);
         assert_eq!(m.max_speed_mps, None);
@@ -835,7 +846,11 @@ mod tests {
         assert_eq!(m.hover_throttle, None);
         assert_eq!(
             m.attitude_std_deg,
-            AttitudeStd { roll: None, pitch: None, yaw: None }
+            AttitudeStd {
+                roll: None,
+                pitch: None,
+                yaw: None
+            }
         );
         assert_eq!(m.pilot_fingerprint.roll_rate_p95_dps, None);
         assert_eq!(m.pilot_fingerprint.yaw_rate_p95_dps, None);
@@ -869,7 +884,10 @@ mod tests {
         assert_eq!(json["throttle_mean"], 0.5);
         assert_eq!(json["throttle_smoothness"], 0.0);
         assert_eq!(json["pilot_fingerprint"]["throttle_reversals_per_min"], 0.0);
-        assert_eq!(json["gaps"], serde_json::json!({"count": 0, "seconds": 0.0}));
+        assert_eq!(
+            json["gaps"],
+            serde_json::json!({"count": 0, "seconds": 0.0})
+        );
         // The power curve has the bin but no electrical means.
         assert_eq!(
             json["power_curve"],
@@ -898,14 +916,37 @@ mod tests {
     fn json_has_the_contract_keys() {
         let m = metrics(&[row(0.0, 0.5), row(1.0, 0.5)]);
         let json = serde_json::to_value(&m).unwrap();
-        let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         keys.sort_unstable();
         let mut expected = vec![
-            "duration_s", "packet_count", "total_mah", "mah_drawn_delta", "energy_wh",
-            "min_voltage", "max_voltage", "max_current", "avg_current", "distance_m",
-            "wh_per_km", "max_speed_mps", "max_altitude_m", "attitude_std_deg", "throttle_mean",
-            "throttle_smoothness", "hover_throttle", "voltage_sag_v", "internal_resistance_mohm",
-            "power_curve", "pilot_fingerprint", "gaps", "analytics_version",
+            "duration_s",
+            "packet_count",
+            "total_mah",
+            "mah_drawn_delta",
+            "energy_wh",
+            "min_voltage",
+            "max_voltage",
+            "max_current",
+            "avg_current",
+            "distance_m",
+            "wh_per_km",
+            "max_speed_mps",
+            "max_altitude_m",
+            "attitude_std_deg",
+            "throttle_mean",
+            "throttle_smoothness",
+            "hover_throttle",
+            "voltage_sag_v",
+            "internal_resistance_mohm",
+            "power_curve",
+            "pilot_fingerprint",
+            "gaps",
+            "analytics_version",
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected);
@@ -917,8 +958,13 @@ mod tests {
             .collect();
         assert_eq!(fingerprint.len(), 7);
         for key in [
-            "throttle_p10", "throttle_p50", "throttle_p90", "roll_rate_p95_dps",
-            "pitch_rate_p95_dps", "yaw_rate_p95_dps", "throttle_reversals_per_min",
+            "throttle_p10",
+            "throttle_p50",
+            "throttle_p90",
+            "roll_rate_p95_dps",
+            "pitch_rate_p95_dps",
+            "yaw_rate_p95_dps",
+            "throttle_reversals_per_min",
         ] {
             assert!(fingerprint.contains(&key), "{key}");
         }
@@ -956,7 +1002,13 @@ mod tests {
     fn voltage_sag_uses_interpolated_current_percentiles() {
         // Currents 0, 10, 20, 30, 40 A: p10 = 4 (h = 0.4), p90 = 36 (h = 3.6). Resting: the 0 A
         // row (V 12.6); loaded: the 40 A row (V 11.1). A row without voltage is ignored.
-        let pairs = [(0.0, 12.6), (10.0, 12.3), (20.0, 12.0), (30.0, 11.6), (40.0, 11.1)];
+        let pairs = [
+            (0.0, 12.6),
+            (10.0, 12.3),
+            (20.0, 12.0),
+            (30.0, 11.6),
+            (40.0, 11.1),
+        ];
         let mut list: Vec<FlightRow> = pairs
             .iter()
             .enumerate()
@@ -1014,7 +1066,7 @@ mod tests {
         close(m.attitude_std_deg.yaw, 20.0); // std of 170, 190, 210
         close(m.attitude_std_deg.roll, 0.0);
         close(m.attitude_std_deg.pitch, 1.5275252316519468); // std of 0, 2, 3
-        // Yaw rates: 20° over 2 s, 20° over 1 s → 10, 20; p95 = 10 + 0.95·10.
+                                                             // Yaw rates: 20° over 2 s, 20° over 1 s → 10, 20; p95 = 10 + 0.95·10.
         close(m.pilot_fingerprint.yaw_rate_p95_dps, 19.5);
         // Pitch rates: 2/2 s, 1/1 s → 1, 1.
         close(m.pilot_fingerprint.pitch_rate_p95_dps, 1.0);
@@ -1043,7 +1095,10 @@ mod tests {
     #[test]
     fn power_curve_bin_edges() {
         let mut list = Vec::new();
-        for (i, throttle) in [0.3, 1.0, 0.29999999999999993, 0.95, 0.0].into_iter().enumerate() {
+        for (i, throttle) in [0.3, 1.0, 0.29999999999999993, 0.95, 0.0]
+            .into_iter()
+            .enumerate()
+        {
             let mut r = row(i as f64 * 2.0, throttle);
             r.voltage = Some(10.0);
             r.current = Some(i as f64 + 1.0);
@@ -1124,10 +1179,16 @@ mod tests {
     fn throttle_reversals_skip_flat_steps() {
         // Δ = +0.1, 0, +0.1, −0.2, 0, 0, +0.3 → signs + + − + : 2 reversals in 7 s.
         let throttles = [0.1, 0.2, 0.2, 0.3, 0.1, 0.1, 0.1, 0.4];
-        let list: Vec<FlightRow> =
-            throttles.iter().enumerate().map(|(i, &t)| row(i as f64, t)).collect();
+        let list: Vec<FlightRow> = throttles
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| row(i as f64, t))
+            .collect();
         let m = metrics(&list);
-        close(m.pilot_fingerprint.throttle_reversals_per_min, 2.0 / (7.0 / 60.0));
+        close(
+            m.pilot_fingerprint.throttle_reversals_per_min,
+            2.0 / (7.0 / 60.0),
+        );
     }
 
     #[test]

@@ -390,7 +390,10 @@ mod tests {
             (T0 + 15 * S, 0.5),
         ];
         let flights = run(&packets);
-        assert_eq!(bounds(&flights), vec![(0, 3 * S, 2), (13 * S + 1, 15 * S, 2)]);
+        assert_eq!(
+            bounds(&flights),
+            vec![(0, 3 * S, 2), (13 * S + 1, 15 * S, 2)]
+        );
         assert_eq!(flights[0].last_offset, 1);
         assert_eq!(flights[1].last_offset, 3);
     }
@@ -465,8 +468,7 @@ mod tests {
 
     #[test]
     fn many_drones_interleaved_give_the_same_flights_as_each_alone() {
-        let streams: Vec<Vec<(i64, f64)>> =
-            (0..5).map(|i| wild_stream(i + 1, 3000)).collect();
+        let streams: Vec<Vec<(i64, f64)>> = (0..5).map(|i| wild_stream(i + 1, 3000)).collect();
         let mut alone = Vec::new();
         for (i, packets) in streams.iter().enumerate() {
             let mut machine = Sessionizer::default();
@@ -511,11 +513,11 @@ mod tests {
         let mut flights = Vec::new();
         let noisy = [
             (T0, 0.5, 0),
-            (T0, 0.5, 0),          // redelivered
+            (T0, 0.5, 0), // redelivered
             (T0 + S, 0.5, 1),
             (T0 + 500 * MS, 0.0, 7), // old
             (T0 + 2 * S, 0.0, 2),
-            (T0 + S, 0.9, 1),      // redelivered after an idle packet: must not end the run
+            (T0 + S, 0.9, 1), // redelivered after an idle packet: must not end the run
             (T0 + 12 * S, 0.0, 3),
             (T0 + 12 * S, 0.7, 3), // duplicate of the closing packet: must not reopen
         ];
@@ -599,7 +601,9 @@ mod tests {
                     for back in cut.saturating_sub(5)..cut {
                         let (ts, throttle) = packets[back];
                         let id = drones[back % 2];
-                        assert!(machine.on_packet(id, ts, throttle, 0, back as i64).is_none());
+                        assert!(machine
+                            .on_packet(id, ts, throttle, 0, back as i64)
+                            .is_none());
                     }
                 }
                 let id = drones[offset % 2];

@@ -70,7 +70,7 @@ fn check_password(password: &str) -> Result<()> {
 
 /// Creates a user. Disabled deployments answer 403 `signup_disabled`.
 #[utoipa::path(
-    post, path = "/v1/auth/signup", tag = "auth",
+    post, path = "/v1/auth/signup", operation_id = "signup", tag = "auth",
     request_body = Credentials,
     responses(
         (status = 201, description = "user created", body = User),
@@ -101,7 +101,7 @@ pub async fn signup(State(state): State<QueryState>, ApiJson(body): ApiJson<Cred
 
 /// Exchanges email and password for an access token.
 #[utoipa::path(
-    post, path = "/v1/auth/token", tag = "auth",
+    post, path = "/v1/auth/token", operation_id = "create_token", tag = "auth",
     request_body = Credentials,
     responses(
         (status = 200, description = "access token", body = TokenResponse),

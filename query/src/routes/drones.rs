@@ -72,7 +72,7 @@ pub(crate) async fn owned_drone(pool: &PgPool, user_id: Uuid, drone_id: Uuid) ->
 
 /// The caller's drones, oldest first.
 #[utoipa::path(
-    get, path = "/v1/drones", tag = "drones", security(("bearer" = [])),
+    get, path = "/v1/drones", operation_id = "list_drones", tag = "drones", security(("bearer" = [])),
     responses(
         (status = 200, description = "the caller's drones, by creation time", body = [Drone]),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
@@ -89,7 +89,7 @@ pub async fn list(State(state): State<QueryState>, user: AuthUser) -> Result<Jso
 
 /// Registers a drone owned by the caller; the answer carries its API key, shown only this once.
 #[utoipa::path(
-    post, path = "/v1/drones", tag = "drones", security(("bearer" = [])),
+    post, path = "/v1/drones", operation_id = "create_drone", tag = "drones", security(("bearer" = [])),
     request_body = NewDrone,
     responses(
         (status = 201, description = "the drone and its API key", body = CreatedDrone),
@@ -113,7 +113,7 @@ pub async fn create(
 
 /// One of the caller's drones.
 #[utoipa::path(
-    get, path = "/v1/drones/{id}", tag = "drones", security(("bearer" = [])),
+    get, path = "/v1/drones/{id}", operation_id = "get_drone", tag = "drones", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "drone id")),
     responses(
         (status = 200, description = "the drone", body = Drone),
@@ -127,7 +127,7 @@ pub async fn get(State(state): State<QueryState>, user: AuthUser, ApiPath(id): A
 
 /// Replaces the drone's API key; ingest stops accepting the old one within 10 s.
 #[utoipa::path(
-    post, path = "/v1/drones/{id}/api-key", tag = "drones", security(("bearer" = [])),
+    post, path = "/v1/drones/{id}/api-key", operation_id = "rotate_drone_api_key", tag = "drones", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "drone id")),
     responses(
         (status = 201, description = "the new key, shown once", body = ApiKey),

@@ -156,7 +156,7 @@ async fn owned_flight(pool: &PgPool, user_id: Uuid, flight_id: Uuid) -> Result<(
 
 /// A drone's flights, newest first (start_ts, then id, descending: stable pages).
 #[utoipa::path(
-    get, path = "/v1/drones/{id}/flights", tag = "flights", security(("bearer" = [])),
+    get, path = "/v1/drones/{id}/flights", operation_id = "list_flights", tag = "flights", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "drone id"), PageParams),
     responses(
         (status = 200, description = "one page of flights", body = [FlightSummary]),
@@ -198,7 +198,7 @@ pub async fn list(
 /// rows without current), so current peaks and voltage-sag moments survive. Flights with at most
 /// `max_points` rows are returned whole.
 #[utoipa::path(
-    get, path = "/v1/flights/{id}", tag = "flights", security(("bearer" = [])),
+    get, path = "/v1/flights/{id}", operation_id = "get_flight", tag = "flights", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "flight id"), DetailParams),
     responses(
         (status = 200, description = "the flight", body = FlightDetail),
@@ -386,7 +386,7 @@ async fn downsampled_points(
 /// Every raw row of the flight as CSV (header first, ordered by ts, timestamps RFC 3339 with µs,
 /// `extra` as JSON text), streamed from the database: a slow client holds at most a few chunks.
 #[utoipa::path(
-    get, path = "/v1/flights/{id}/telemetry.csv", tag = "flights", security(("bearer" = [])),
+    get, path = "/v1/flights/{id}/telemetry.csv", operation_id = "export_flight_csv", tag = "flights", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "flight id")),
     responses(
         (status = 200, description = "text/csv: ts,received_at,throttle,voltage,current,mah_drawn,rssi,x,y,z,lat,lon,alt_m,vx,vy,vz,roll,pitch,yaw,extra", content_type = "text/csv", body = String),
@@ -437,7 +437,7 @@ pub async fn csv(State(state): State<QueryState>, user: AuthUser, ApiPath(flight
 /// Asks the analytics group to recompute the flight: appends a `RecomputeRequested` event (key =
 /// drone id) to `flights.v1` and answers once Kafka acknowledged it.
 #[utoipa::path(
-    post, path = "/v1/flights/{id}/recompute", tag = "flights", security(("bearer" = [])),
+    post, path = "/v1/flights/{id}/recompute", operation_id = "recompute_flight", tag = "flights", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "flight id")),
     request_body(content = Option<RecomputeBody>, description = "optional; may be empty"),
     responses(

@@ -75,7 +75,7 @@ impl StreamParams {
 
 /// The drone's latest packet (with `drone_id`), or `null` when it sent nothing recently.
 #[utoipa::path(
-    get, path = "/v1/drones/{id}/live", tag = "live",
+    get, path = "/v1/drones/{id}/live", operation_id = "get_live_state", tag = "live",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path, description = "drone id")),
     responses(
@@ -105,7 +105,7 @@ pub async fn latest(
 
 /// SSE of one drone's live states (event `telemetry`).
 #[utoipa::path(
-    get, path = "/v1/drones/{id}/live/stream", tag = "live",
+    get, path = "/v1/drones/{id}/live/stream", operation_id = "stream_drone_live", tag = "live",
     security(("bearer" = []), ("access_token" = [])),
     params(("id" = Uuid, Path, description = "drone id"), StreamParams),
     responses(
@@ -129,7 +129,7 @@ pub async fn drone_stream(
 
 /// SSE of the live states of all the caller's drones (event `telemetry`; `drone_id` in the data).
 #[utoipa::path(
-    get, path = "/v1/live/stream", tag = "live",
+    get, path = "/v1/live/stream", operation_id = "stream_fleet_live", tag = "live",
     security(("bearer" = []), ("access_token" = [])),
     params(StreamParams),
     responses(
@@ -175,11 +175,12 @@ async fn open_stream(
     };
     let pubsub = state.redis_client.get_async_pubsub().await.map_err(unavailable)?;
     let (mut sink, messages) = pubsub.split();
-    let mut subscribed = HashSet::with_capacity(drones.len());
-    for drone in drones {
-        sink.subscribe(live_channel(drone)).await.map_err(unavailable)?;
-        subscribed.insert(drone);
+    if !drones.is_empty() {
+        // One SUBSCRIBE for all channels: one round trip however large the fleet.
+        let channels: Vec<String> = drones.iter().copied().map(live_channel).collect();
+        sink.subscribe(channels).await.map_err(unavailable)?;
     }
+    let subscribed: HashSet<Uuid> = drones.into_iter().collect();
     let slots = Arc::new(Slots::default());
     let pump = tokio::spawn(pump(messages, sink, subscribed, refresh, Arc::clone(&slots)));
     let reader = Reader { slots, pump: PumpGuard(pump), min_interval, last_sent: HashMap::new() };
@@ -253,17 +254,16 @@ async fn pump(
                 let Some(refresh) = &refresh else { continue };
                 match owner_drones(&refresh.pool, refresh.owner).await {
                     Ok(drones) => {
-                        for drone in drones {
-                            if subscribed.contains(&drone) {
-                                continue;
-                            }
-                            if let Err(error) = sink.subscribe(live_channel(drone)).await {
-                                tracing::warn!(%error, "live stream lost redis");
-                                slots.close();
-                                return;
-                            }
-                            subscribed.insert(drone);
+                        let new: Vec<Uuid> = drones.into_iter().filter(|drone| !subscribed.contains(drone)).collect();
+                        if new.is_empty() {
+                            continue;
                         }
+                        let channels: Vec<String> = new.iter().copied().map(live_channel).collect();
+                        if let Err(error) = sink.subscribe(channels).await {
+                            tracing::warn!(%error, "live stream lost redis");
+                            break;
+                        }
+                        subscribed.extend(new);
                     }
                     Err(error) => tracing::warn!(%error, "cannot refresh the drones of a fleet stream"),
                 }

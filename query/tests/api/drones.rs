@@ -36,7 +36,9 @@ async fn create_list_get_and_rotate() {
         .unwrap();
     assert_eq!(hash, ingest::api_key::hash(&first_key));
 
-    let (second_id, _) = app.drone(&user, "quad-2").await;
+    let (second_id, second_key) = app.drone(&user, "quad-2").await;
+    let resolver = ingest::KeyResolver::new(app.pool.clone(), std::time::Duration::ZERO);
+    assert_eq!(resolver.resolve(&second_key).await.unwrap(), Some(second_id));
 
     let listed: Value = app.get("/v1/drones", &user.token).await.json().await.unwrap();
     let names: Vec<&str> = listed.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
@@ -53,8 +55,8 @@ async fn create_list_get_and_rotate() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let rotated: Value = response.json().await.unwrap();
     let new_key = rotated["api_key"].as_str().unwrap();
-    let resolver = ingest::KeyResolver::new(app.pool.clone(), std::time::Duration::ZERO);
     assert_eq!(resolver.resolve(new_key).await.unwrap(), Some(second_id));
+    assert_eq!(resolver.resolve(&second_key).await.unwrap(), None, "the old key no longer resolves");
     // The new key opens the drone's live state; a key that no longer exists does not.
     let live = app.http.get(app.at(&format!("/v1/drones/{second_id}/live"))).header("x-api-key", new_key).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);

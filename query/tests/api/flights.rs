@@ -226,8 +226,8 @@ async fn recompute_appends_a_recompute_requested_event() {
 
 #[tokio::test]
 async fn recompute_answers_503_when_kafka_cannot_acknowledge() {
-    let mut options = Options::default();
-    options.kafka_brokers = "127.0.0.1:1".to_owned(); // nothing listens there
+    // Nothing listens on port 1.
+    let mut options = Options { kafka_brokers: "127.0.0.1:1".to_owned(), ..Options::default() };
     options.settings.kafka_ack_timeout = Duration::from_millis(1500);
     let app = spawn_app_with(options).await;
     let user = app.user().await;
