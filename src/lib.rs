@@ -2,7 +2,9 @@
 //! supervisor, and the client-side tools (`send`, `simulate`). `main.rs` only parses arguments
 //! and calls into here; the roles themselves live in the `ingest` and `processors` crates.
 
+pub mod bench;
 pub mod client;
+pub mod http;
 pub mod roles;
 pub mod runtime;
 pub mod send;

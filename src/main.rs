@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use flightline::roles::{self, Group};
+use flightline::roles::{self, Group, HttpRoles};
 use flightline::{runtime, send, simulate, Settings};
 
 #[derive(Parser)]
@@ -16,10 +16,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every role in one process (ingest on FLIGHTLINE_HTTP_ADDR and all processors).
+    /// Every role in one process (ingest and query on FLIGHTLINE_HTTP_ADDR, all processors).
     All,
     /// The ingest API alone.
     Ingest,
+    /// The query API (users, drones, live, flights) alone.
+    Query,
     /// One consumer group.
     Process {
         #[arg(value_enum)]
@@ -68,6 +70,11 @@ enum Command {
         #[arg(long)]
         owner: Option<String>,
     },
+    /// Measure a role under load; prints one JSON object of figures.
+    Bench {
+        #[command(subcommand)]
+        command: flightline::bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,7 +113,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let default_target = || format!("http://{}", settings.http_addr);
     match command {
         Command::All => roles::all(&settings, runtime::shutdown_token()).await,
-        Command::Ingest => roles::ingest(&settings, runtime::shutdown_token()).await,
+        Command::Ingest => {
+            roles::serve_http(&settings, HttpRoles { ingest: true, query: false }, runtime::shutdown_token()).await
+        }
+        Command::Query => {
+            roles::serve_http(&settings, HttpRoles { ingest: false, query: true }, runtime::shutdown_token()).await
+        }
         Command::Process { group } => roles::process(&settings, group, runtime::shutdown_token()).await,
         Command::Migrate => {
             let pool = runtime::connect_postgres(&settings, 1).await?;
@@ -157,6 +169,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 owner_id,
             };
             let report = simulate::simulate(&pool, options, runtime::shutdown_token()).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Bench { command: flightline::bench::BenchCommand::Ingest { drones, hz, seconds, mode, target, batch } } => {
+            let pool = runtime::connect_postgres(&settings, 2).await?;
+            let target = target.unwrap_or_else(default_target);
+            let options = flightline::bench::BenchOptions { drones, hz, seconds, mode, target, batch };
+            let report = flightline::bench::bench_ingest(&pool, options, runtime::shutdown_token()).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

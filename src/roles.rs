@@ -15,17 +15,20 @@ use crate::settings::Settings;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Group {
     Store,
+    Live,
+    Sessionizer,
+    Analytics,
 }
 
-/// `flightline all`: migrations, then ingest and every processor in one process.
+/// `flightline all`: migrations, then ingest, query and every processor in one process.
 pub async fn all(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = runtime::connect_postgres(settings, 2).await?;
     runtime::migrate(&pool).await?;
     pool.close().await;
     let mut tasks = JoinSet::new();
     let (s, t) = (settings.clone(), shutdown.child_token());
-    tasks.spawn(async move { ("ingest", ingest(&s, t).await) });
-    for group in [Group::Store] {
+    tasks.spawn(async move { ("http", serve_http(&s, HttpRoles { ingest: true, query: true }, t).await) });
+    for group in [Group::Store, Group::Live, Group::Sessionizer, Group::Analytics] {
         let (s, t) = (settings.clone(), shutdown.child_token());
         tasks.spawn(async move { (group_name(group), process(&s, group, t).await) });
     }
@@ -55,50 +58,139 @@ async fn supervise(
 pub fn group_name(group: Group) -> &'static str {
     match group {
         Group::Store => "store",
+        Group::Live => "live",
+        Group::Sessionizer => "sessionizer",
+        Group::Analytics => "analytics",
     }
 }
 
-/// `flightline ingest`.
-pub async fn ingest(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Which HTTP roles one server carries.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRoles {
+    pub ingest: bool,
+    pub query: bool,
+}
+
+/// The HTTP server of `flightline ingest`, `flightline query` or both (`all`), with the health
+/// and OpenAPI endpoints every process serves.
+pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = runtime::connect_postgres(settings, 16).await?;
-    let publisher = ingest::Publisher::new(
-        &runtime::kafka_base(settings),
-        &settings.kafka_name(processors::topics::TELEMETRY),
-        Duration::from_millis(settings.ingest_ack_timeout_ms),
-    )
-    .context("creating the Kafka producer")?;
-    let app = ingest::router(ingest::AppState::new(pool, publisher.clone()));
+    let kafka = runtime::kafka_base(settings);
+    let mut app = axum::Router::new();
+    let mut publisher = None;
+    let mut redis = None;
+    if roles.ingest {
+        let ingest_publisher = ingest::Publisher::new(
+            &kafka,
+            &settings.kafka_name(processors::topics::TELEMETRY),
+            Duration::from_millis(settings.ingest_ack_timeout_ms),
+        )
+        .context("creating the Kafka producer")?;
+        // The cross-instance `ts` order lives in Redis; a reservation outlives any append.
+        let ingest_redis = runtime::connect_redis(settings).await?;
+        let reservation_ttl = Duration::from_millis(settings.ingest_ack_timeout_ms) + Duration::from_secs(5);
+        let order = ingest::TsOrder::with_redis(ingest_redis.clone(), reservation_ttl);
+        let config = ingest::IngestConfig {
+            rate_per_drone_hz: settings.ingest_rate_hz,
+            rate_burst: settings.ingest_rate_burst,
+            ..ingest::IngestConfig::default()
+        };
+        let state = ingest::AppState::with_config(pool.clone(), ingest_publisher.clone(), order, config);
+        app = app.merge(ingest::router(state));
+        redis = Some(ingest_redis);
+        publisher = Some(ingest_publisher);
+    }
+    if roles.query {
+        settings.check_jwt_secret()?;
+        let client = redis::Client::open(settings.redis_url.as_str()).context("REDIS_URL is not a valid Redis URL")?;
+        let query_settings = query::QuerySettings {
+            jwt_secret: settings.jwt_secret.clone(),
+            token_lifetime: Duration::from_secs(settings.jwt_ttl_s),
+            signup_enabled: settings.signup_enabled,
+            flights_topic: settings.kafka_name(processors::topics::FLIGHTS),
+            ..query::QuerySettings::default()
+        };
+        let state = query::QueryState::new(query_settings, pool.clone(), client, &kafka)
+            .await
+            .context("starting the query role (is Redis up? try `make stack-up`)")?;
+        redis = Some(state.redis.clone());
+        app = app.merge(query::router(state));
+    }
+    let readiness = crate::http::Readiness { pool, kafka: std::sync::Arc::new(kafka.create().context("creating the Kafka client")?), redis };
+    app = app.merge(crate::http::common_routes(readiness));
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("cannot listen on {} (FLIGHTLINE_HTTP_ADDR)", settings.http_addr))?;
-    tracing::info!(addr = %settings.http_addr, "ingest listening");
-    axum::serve(listener, app)
+    tracing::info!(addr = %settings.http_addr, ?roles, "http listening");
+    // Client addresses reach the handlers (ingest slows down failed authentications per address).
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("http server")?;
-    // Requests in flight have been answered; nothing acknowledged is still queued, but flush
-    // anyway so a late delivery report is not lost with the process.
-    tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(10))).await?;
+    if let Some(publisher) = publisher {
+        // Every request in flight has been answered; flush anyway so nothing queued is lost.
+        tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(10))).await?;
+    }
     Ok(())
 }
 
 /// `flightline process <group>`.
 pub async fn process(settings: &Settings, group: Group, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let kafka = runtime::kafka_base(settings);
+    let runner = |group_id: String, batch_max: usize, batch_wait_ms: u64| processors::RunnerConfig {
+        group_id,
+        topic: settings.kafka_name(processors::topics::TELEMETRY),
+        dlq_topic: settings.kafka_name(processors::topics::DLQ),
+        batch_max,
+        batch_wait: Duration::from_millis(batch_wait_ms),
+        kafka: runtime::kafka_base(settings),
+    };
     match group {
         Group::Store => {
             let pool = runtime::connect_postgres(settings, 4).await?;
             let group_id = settings.kafka_name(processors::store::GROUP_ID);
             let store = processors::store::Store::new(pool, &group_id).await?;
-            let config = processors::RunnerConfig {
-                group_id,
-                topic: settings.kafka_name(processors::topics::TELEMETRY),
-                dlq_topic: settings.kafka_name(processors::topics::DLQ),
-                batch_max: settings.store_batch_max,
-                batch_wait: Duration::from_millis(settings.store_batch_wait_ms),
-                kafka,
-            };
+            let config = runner(group_id, settings.store_batch_max, settings.store_batch_wait_ms);
             processors::run(config, store, shutdown).await?;
+        }
+        Group::Live => {
+            let redis = runtime::connect_redis(settings).await?;
+            let live = processors::live::Live::new(redis).await?;
+            // Live is latency-bound: hand over whatever has arrived, without waiting to fill.
+            let config = runner(settings.kafka_name(processors::live::GROUP_ID), 2000, 0);
+            processors::run(config, live, shutdown).await?;
+        }
+        Group::Sessionizer => {
+            let pool = runtime::connect_postgres(settings, 2).await?;
+            let producer: rdkafka::producer::FutureProducer = runtime::kafka_base(settings)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .create()
+                .context("creating the Kafka producer")?;
+            let group_id = settings.kafka_name(processors::sessionizer::GROUP_ID);
+            let sessionizer = processors::sessionizer::SessionizerProcessor::new(
+                pool,
+                producer,
+                &group_id,
+                &settings.kafka_name(processors::topics::TELEMETRY),
+                &settings.kafka_name(processors::topics::FLIGHTS),
+                processors::sessionizer::machine::FlightRule::default(),
+            )
+            .await?;
+            let config = runner(group_id, 5000, 20);
+            processors::run(config, sessionizer, shutdown).await?;
+        }
+        Group::Analytics => {
+            let pool = runtime::connect_postgres(settings, 4).await?;
+            let analytics = processors::analytics::Analytics::new(
+                pool,
+                &settings.kafka_name(processors::store::GROUP_ID),
+                &settings.kafka_name(processors::topics::TELEMETRY),
+            );
+            let config = processors::RunnerConfig {
+                topic: settings.kafka_name(processors::topics::FLIGHTS),
+                ..runner(settings.kafka_name(processors::analytics::GROUP_ID), 100, 0)
+            };
+            processors::run(config, analytics, shutdown).await?;
         }
     }
     Ok(())

@@ -63,6 +63,16 @@ pub async fn connect_postgres(settings: &Settings, max_connections: u32) -> anyh
         })
 }
 
+/// A Redis connection that reconnects by itself.
+pub async fn connect_redis(settings: &Settings) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(settings.redis_url.as_str()).context("REDIS_URL is not a valid Redis URL")?;
+    tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager())
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out connecting to Redis"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .with_context(|| format!("cannot connect to Redis at {} (is the stack up? try `make stack-up`)", settings.redacted()["redis_url"].as_str().unwrap_or_default()))
+}
+
 /// The Kafka client settings every client shares.
 pub fn kafka_base(settings: &Settings) -> ClientConfig {
     let mut config = ClientConfig::new();

@@ -25,7 +25,11 @@ const PREFIXED_ENV: &[&str] = &[
     "store_batch_max",
     "store_batch_wait_ms",
     "ingest_ack_timeout_ms",
+    "ingest_rate_hz",
+    "ingest_rate_burst",
     "topic_prefix",
+    "signup_enabled",
+    "jwt_ttl_s",
 ];
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -49,9 +53,17 @@ pub struct Settings {
     pub store_batch_wait_ms: u64,
     /// How long ingest waits for Kafka to acknowledge a request before answering 503.
     pub ingest_ack_timeout_ms: u64,
+    /// Sustained packets per second one drone may send to one ingest instance (429 beyond).
+    pub ingest_rate_hz: f64,
+    /// Packets one drone may send at once above that rate (at least one full batch, 500).
+    pub ingest_rate_burst: u32,
     /// Prepended to every topic and consumer group name, so several deployments (or test runs)
     /// can share one Kafka cluster.
     pub topic_prefix: String,
+    /// Whether `POST /v1/auth/signup` creates users.
+    pub signup_enabled: bool,
+    /// Lifetime of user access tokens, in seconds.
+    pub jwt_ttl_s: u64,
 }
 
 impl Default for Settings {
@@ -67,7 +79,11 @@ impl Default for Settings {
             store_batch_max: 5000,
             store_batch_wait_ms: 20,
             ingest_ack_timeout_ms: 5000,
+            ingest_rate_hz: 1000.0,
+            ingest_rate_burst: 10_000,
             topic_prefix: String::new(),
+            signup_enabled: true,
+            jwt_ttl_s: 3600,
         }
     }
 }
@@ -98,6 +114,23 @@ impl Settings {
         figment
             .extract()
             .with_context(|| format!("invalid configuration (file {})", file.display()))
+    }
+
+    /// Refuses the built-in development JWT secret anywhere but on a loopback address: a
+    /// deployment reachable from elsewhere must not sign tokens with a published secret.
+    pub fn check_jwt_secret(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.jwt_secret.is_empty(), "FLIGHTLINE_JWT_SECRET must not be empty");
+        let loopback = self
+            .http_addr
+            .parse::<std::net::SocketAddr>()
+            .map(|addr| addr.ip().is_loopback())
+            .unwrap_or_else(|_| self.http_addr.starts_with("localhost:"));
+        anyhow::ensure!(
+            loopback || self.jwt_secret != Settings::default().jwt_secret,
+            "FLIGHTLINE_JWT_SECRET is the built-in development secret; set your own before listening on {}",
+            self.http_addr
+        );
+        Ok(())
     }
 
     /// A topic or consumer group name with this deployment's prefix.
@@ -132,6 +165,16 @@ fn redact_url_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_development_secret_is_refused_off_loopback() {
+        let local = Settings::default();
+        assert!(local.check_jwt_secret().is_ok());
+        let public = Settings { http_addr: "0.0.0.0:8080".into(), ..Settings::default() };
+        assert!(public.check_jwt_secret().is_err());
+        let configured = Settings { jwt_secret: "a-real-secret".into(), ..public };
+        assert!(configured.check_jwt_secret().is_ok());
+    }
 
     #[test]
     fn passwords_in_urls_are_redacted() {

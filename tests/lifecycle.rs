@@ -3,49 +3,14 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
-use flightline::Settings;
 use serde_json::json;
+use common::Deployment;
 use tokio::process::{Child, Command};
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-struct Deployment {
-    db_url: String,
-    prefix: String,
-    addr: String,
-}
-
-impl Deployment {
-    /// Starts `flightline all` and waits until `/readyz` answers 200.
-    async fn start(&self) -> Child {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flightline"))
-            .arg("all")
-            .env("DATABASE_URL", &self.db_url)
-            .env("FLIGHTLINE_HTTP_ADDR", &self.addr)
-            .env("FLIGHTLINE_TOPIC_PREFIX", &self.prefix)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn flightline all");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(response) = reqwest::get(format!("http://{}/readyz", self.addr)).await {
-                if response.status() == 200 {
-                    return child;
-                }
-            }
-            assert!(child.try_wait().unwrap().is_none(), "flightline all exited during start-up");
-            assert!(tokio::time::Instant::now() < deadline, "flightline all not ready after {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 async fn post(addr: &str, key: &str, from: i64, count: i64, start: chrono::DateTime<Utc>) {
     let packets: Vec<_> = (from..from + count)
@@ -74,15 +39,8 @@ async fn sigterm_and_wait(mut child: Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_kill_9_loses_nothing() {
-    let settings = Settings::load().unwrap();
-    let (pool, db_name, db_url) = common::fresh_database(&settings).await;
-    let prefix = format!("fltest.{}.", Uuid::new_v4().simple());
-    let kafka = flightline::runtime::kafka_base(&settings);
-    let topics = [format!("{prefix}telemetry.v1"), format!("{prefix}telemetry.dlq")];
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    common::create_topics(&kafka, &topic_refs).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let deployment = Deployment { db_url, prefix, addr: format!("127.0.0.1:{port}") };
+    let deployment = Deployment::new().await;
+    let pool = deployment.pool.clone();
     let (_, key) = ingest::create_drone(&pool, "lifecycle", None).await.unwrap();
     let start = Utc::now() - chrono::Duration::minutes(30);
     let count = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM telemetry_raw").fetch_one(&pool).await.unwrap() };
@@ -116,7 +74,5 @@ async fn sigterm_drains_and_kill_9_loses_nothing() {
     sigterm_and_wait(child).await;
     assert_eq!(count().await, 2000);
 
-    pool.close().await;
-    common::drop_database(&settings, &db_name).await;
-    common::delete_topics(&kafka, &topic_refs).await;
+    deployment.cleanup().await;
 }

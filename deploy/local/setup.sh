@@ -25,7 +25,10 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-if ! python3 -c 'import fastavro' 2>/dev/null; then
-  echo "setup: installing fastavro (pip)"
-  python3 -m pip install -q fastavro || python3 -m pip install -q --break-system-packages fastavro
-fi
+# fastavro: the Avro interop test; numpy + pandas: the independent metrics reference.
+for module in fastavro numpy pandas; do
+  if ! python3 -c "import $module" 2>/dev/null; then
+    echo "setup: installing $module (pip)"
+    python3 -m pip install -q "$module" || python3 -m pip install -q --break-system-packages "$module"
+  fi
+done

@@ -6,12 +6,14 @@
 #   postgres  this stack's own PostgreSQL cluster, from the Debian packages
 #   redis     this stack's own redis-server, from the Debian package
 #
-# usage:  deploy/local/stack.sh up|down|status|topics
+# usage:  deploy/local/stack.sh up|down|status|topics|stop-kafka|start-kafka
 #
 #   up      bring up whatever is missing and wait for it; quick when all is already up
 #   down    stop all three (gracefully, then by force)
 #   status  one line per service; exit 0 only if all are up
 #   topics  create the Flightline topics that are missing (also part of `up`)
+#   stop-kafka, start-kafka
+#           stop / start only the broker (the Kafka outage test; `up` also restarts it)
 #
 # env:    FLIGHTLINE_STACK_DIR   state: jars, data, logs, pid files (default <repo>/.stack)
 #         STACK_TIMEOUT          seconds to wait for each service to come up (default 120)
@@ -799,6 +801,15 @@ main() {
 	topics)
 		take_lock
 		cmd_topics
+		;;
+	stop-kafka)
+		take_lock
+		kafka_down
+		;;
+	start-kafka)
+		take_lock
+		kafka_start
+		kafka_wait
 		;;
 	-h | --help | help) usage ;;
 	*)

@@ -99,6 +99,14 @@ impl KeyResolver {
         Ok(drone)
     }
 
+    /// The cached answer for this key, if there is a fresh one (no database access).
+    pub fn cached(&self, key: &str) -> Option<Option<Uuid>> {
+        let digest = hash(key);
+        let cache = self.cache.read().expect("key cache lock");
+        let (drone, at) = cache.get(&digest)?;
+        (at.elapsed() < self.ttl).then_some(*drone)
+    }
+
     async fn lookup(&self, key: &str, digest: &[u8]) -> sqlx::Result<Option<Uuid>> {
         if key.len() < KEY_PREFIX_LEN || !key.is_ascii() {
             return Ok(None);

@@ -1,26 +1,73 @@
 //! The ingest role: the front door every drone talks to.
 //!
-//! `POST /v1/telemetry` resolves the `X-API-Key` to a drone (hashed keys, cached), validates the
-//! whole batch with the `schemas` contract, appends one Avro message per packet to
-//! `telemetry.v1` (key = drone id) and answers 201 only after Kafka acknowledged all of them;
-//! anything it cannot append is a 503 with `Retry-After`, so the drone retries and nothing
-//! acknowledged is ever lost. Everything downstream reads the log, never this process.
+//! `POST /v1/telemetry` and the WebSocket `/v1/telemetry/ws` resolve the drone's API key (hashed
+//! keys, cached; failed attempts slow their address down), validate every packet with the
+//! `schemas` contract, apply the drone's rate limit, keep `ts` strictly increasing per drone
+//! across instances ([`order`]), append one Avro message per packet to `telemetry.v1` (key =
+//! drone id) and acknowledge only after Kafka acknowledged all of them; anything it cannot append
+//! is a 503 with `Retry-After`, so the drone retries and nothing acknowledged is ever lost.
+//! Everything downstream reads the log, never this process.
 
 pub mod api_key;
+pub mod auth;
 pub mod error;
+pub mod limits;
+mod openapi;
+pub mod order;
 pub mod publish;
 pub mod routes;
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use rand::RngCore;
+use schemas::{FieldError, TelemetryPacket, TelemetryRecord};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 pub use api_key::{create_drone, KeyResolver};
+pub use openapi::openapi;
+pub use order::TsOrder;
 pub use publish::Publisher;
+
+use error::ApiError;
+use limits::{AuthFailures, Buckets};
+use order::OrderError;
+
+/// Tunables of the ingest role (the binary fills them from its settings).
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Sustained packets per second one drone may send.
+    pub rate_per_drone_hz: f64,
+    /// Packets one drone may send at once above the sustained rate (at least one full batch).
+    pub rate_burst: u32,
+    /// Failed authentications one client address may make at once …
+    pub auth_failure_burst: u32,
+    /// … and per second after that, before it gets 429.
+    pub auth_failures_per_s: f64,
+    /// How long a WebSocket may stay silent (no frame, no pong) before it is closed.
+    pub ws_idle_timeout: Duration,
+    /// How often the server pings an open WebSocket.
+    pub ws_ping_interval: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            // 200 Hz drones with 5x headroom, and 10 s of backlog after a link outage at once.
+            rate_per_drone_hz: 1000.0,
+            rate_burst: 10_000,
+            auth_failure_burst: 20,
+            auth_failures_per_s: 1.0,
+            ws_idle_timeout: Duration::from_secs(60),
+            ws_ping_interval: Duration::from_secs(20),
+        }
+    }
+}
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -28,23 +75,117 @@ pub struct AppState {
     pub pool: PgPool,
     pub keys: KeyResolver,
     pub publisher: Publisher,
-    pub last_ts: routes::telemetry::LastTs,
+    pub order: TsOrder,
+    pub config: Arc<IngestConfig>,
+    pub drone_rate: Arc<Buckets<Uuid>>,
+    pub auth_failures: Arc<AuthFailures>,
 }
 
 impl AppState {
+    /// A single-instance ingest: `ts` order is checked in-process only. Use
+    /// [`AppState::with_order`] with [`TsOrder::with_redis`] when several instances may run.
     pub fn new(pool: PgPool, publisher: Publisher) -> Self {
+        Self::with_config(pool, publisher, TsOrder::local_only(), IngestConfig::default())
+    }
+
+    pub fn with_config(pool: PgPool, publisher: Publisher, order: TsOrder, config: IngestConfig) -> Self {
         // Rotated keys must stop working within 10 s (CONTRACT.md §2).
         let keys = KeyResolver::new(pool.clone(), Duration::from_secs(5));
-        Self { pool, keys, publisher, last_ts: Default::default() }
+        let burst = f64::from(config.rate_burst.max(schemas::MAX_PACKETS_PER_BATCH as u32));
+        let drone_rate = Buckets::new(config.rate_per_drone_hz.max(1.0), burst, 1_000_000);
+        let auth_failures = Buckets::new(
+            config.auth_failures_per_s.max(0.001),
+            f64::from(config.auth_failure_burst.max(1)),
+            100_000,
+        );
+        Self {
+            pool,
+            keys,
+            publisher,
+            order,
+            config: Arc::new(config),
+            drone_rate: Arc::new(drone_rate),
+            auth_failures: Arc::new(auth_failures),
+        }
+    }
+
+    /// Replaces the `ts` order (e.g. with the Redis-backed one).
+    pub fn with_order(mut self, order: TsOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The drone of `api_key`, with the per-address failure budget applied (see [`auth`]).
+    pub async fn authenticate(&self, api_key: Option<&str>, client: Option<IpAddr>) -> Result<Uuid, ApiError> {
+        auth::authenticate(self, api_key, client).await
+    }
+
+    /// Rate limit, `ts` order, append, commit: what both the HTTP and the WebSocket route do with
+    /// a validated batch. Returns the number of packets and the newest `ts` once Kafka
+    /// acknowledged all of them; on error nothing was acknowledged (a 503 may have left part of
+    /// the batch in the log, which the drone's retry re-appends and consumers deduplicate).
+    pub async fn accept(
+        &self,
+        drone_id: Uuid,
+        packets: Vec<TelemetryPacket>,
+        traceparent: &str,
+    ) -> Result<Accepted, ApiError> {
+        let (Some(first), Some(last)) = (packets.first(), packets.last()) else {
+            return Err(ApiError::InvalidBody("expected at least one packet".into()));
+        };
+        let (first_ts_us, last_ts_us) = (first.ts_us(), last.ts_us());
+        if let Err(wait) = self.drone_rate.take(drone_id, packets.len() as f64) {
+            return Err(ApiError::RateLimited { retry_after_s: limits::retry_after_secs(wait) });
+        }
+        let turn = self.order.begin(drone_id, first_ts_us).await.map_err(|error| match error {
+            OrderError::Stale { last_us } => ApiError::InvalidPackets(vec![FieldError {
+                index: 0,
+                field: "ts".into(),
+                reason: format!(
+                    "must be strictly greater than the drone's previous packet ts ({})",
+                    schemas::format_ts(last_us)
+                ),
+            }]),
+            OrderError::Busy => ApiError::Unavailable { retry_after_s: 1 },
+            OrderError::Unavailable(reason) => {
+                tracing::warn!(%reason, "ts order store unavailable");
+                ApiError::Unavailable { retry_after_s: 1 }
+            }
+        })?;
+        let received_at_us = chrono::Utc::now().timestamp_micros();
+        let count = packets.len();
+        let records: Vec<TelemetryRecord> = packets
+            .into_iter()
+            .map(|packet| TelemetryRecord::from_packet(drone_id, received_at_us, packet))
+            .collect();
+        match self.publisher.append(&records, traceparent).await {
+            Ok(()) => {
+                turn.commit(last_ts_us).await;
+                Ok(Accepted { count, last_ts_us })
+            }
+            Err(error) => {
+                tracing::warn!(%error, %drone_id, "append failed");
+                turn.abort().await;
+                Err(ApiError::Unavailable { retry_after_s: 1 })
+            }
+        }
     }
 }
 
-/// The ingest routes, including health endpoints.
+/// A batch Kafka acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    pub count: usize,
+    pub last_ts_us: i64,
+}
+
+/// The ingest routes (health and `/openapi.json` are served once per process by the binary).
+/// Serve with `into_make_service_with_connect_info::<SocketAddr>()` so failed authentications
+/// are counted per client address.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/telemetry", post(routes::telemetry::post))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
+        .route("/v1/telemetry/ws", get(routes::telemetry_ws::upgrade))
         .with_state(state)
 }
 

@@ -1,13 +1,19 @@
 //! Appending records to `telemetry.v1`: idempotent producer, `acks=all`, lz4, and an answer only
 //! once every delivery report of a request is in.
+//!
+//! Delivery reports are counted per request rather than awaited one future per message: each
+//! message carries a reference to its request's [`Pending`] count, the producer's delivery
+//! callback decrements it, and the last report wakes the request once (a batch of 500 is one
+//! wake-up, not 500).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::join_all;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 use schemas::TelemetryRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,10 +24,44 @@ pub enum AppendError {
     Timeout(Duration),
 }
 
+/// The delivery reports still expected for one request.
+struct Pending {
+    remaining: AtomicUsize,
+    failed: AtomicUsize,
+    first_error: Mutex<Option<KafkaError>>,
+    done: tokio::sync::Notify,
+}
+
+impl Pending {
+    fn report(&self, error: Option<KafkaError>) {
+        if let Some(error) = error {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.first_error.lock().expect("pending lock").get_or_insert(error);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A stored permit: the request sees it even if it starts waiting after this.
+            self.done.notify_one();
+        }
+    }
+}
+
+/// Routes each delivery report to its request's [`Pending`].
+struct AckContext;
+
+impl ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Arc<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Arc<Pending>) {
+        pending.report(result.as_ref().err().map(|(error, _)| error.clone()));
+    }
+}
+
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
-    topic: String,
+    producer: Arc<ThreadedProducer<AckContext>>,
+    topic: Arc<str>,
     ack_timeout: Duration,
 }
 
@@ -36,64 +76,52 @@ impl Publisher {
             .set("compression.type", "lz4")
             .set("linger.ms", "2")
             .set("batch.num.messages", "10000")
+            .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "500000")
             .set("message.timeout.ms", ack_timeout.as_millis().to_string())
-            .create()?;
-        Ok(Self { producer, topic: topic.to_owned(), ack_timeout })
+            .create_with_context(AckContext)?;
+        Ok(Self { producer: Arc::new(producer), topic: topic.into(), ack_timeout })
     }
 
     /// Appends the records (key = drone id, so one drone's packets stay ordered in one
     /// partition) and resolves once Kafka acknowledged all of them.
     pub async fn append(&self, records: &[TelemetryRecord], traceparent: &str) -> Result<(), AppendError> {
-        let mut deliveries = Vec::with_capacity(records.len());
-        for record in records {
-            let key = record.drone_id.to_string();
-            let payload = schemas::encode_telemetry(record);
+        let total = records.len();
+        if total == 0 {
+            return Ok(());
+        }
+        let pending = Arc::new(Pending {
+            remaining: AtomicUsize::new(total),
+            failed: AtomicUsize::new(0),
+            first_error: Mutex::new(None),
+            done: tokio::sync::Notify::new(),
+        });
+        let mut payload = Vec::with_capacity(256);
+        let mut key = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        for (queued, record) in records.iter().enumerate() {
+            let key = record.drone_id.hyphenated().encode_lower(&mut key);
+            payload.clear();
+            schemas::encode_telemetry_into(record, &mut payload);
             let headers = OwnedHeaders::new_with_capacity(1)
                 .insert(Header { key: "traceparent", value: Some(traceparent) });
-            let message = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(headers);
-            match self.producer.send_result(message) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((error, _)) => {
-                    // Queue full or producer fenced: whatever was already queued may still land
-                    // (consumers dedupe on (drone_id, ts)); the client is told to retry.
-                    return Err(AppendError::NotAcknowledged { failed: records.len() - deliveries.len(), total: records.len(), first: error });
-                }
+            let message = BaseRecord::with_opaque_to(&self.topic, pending.clone())
+                .key(key.as_bytes())
+                .payload(&payload)
+                .headers(headers);
+            if let Err((error, _)) = self.producer.send(message) {
+                // Queue full or producer fenced: whatever was already queued may still land
+                // (consumers dedupe on (drone_id, ts)); the client is told to retry.
+                return Err(AppendError::NotAcknowledged { failed: total - queued, total, first: error });
             }
         }
-        let reports = tokio::time::timeout(self.ack_timeout + Duration::from_secs(1), join_all(deliveries))
+        tokio::time::timeout(self.ack_timeout + Duration::from_secs(1), pending.done.notified())
             .await
             .map_err(|_| AppendError::Timeout(self.ack_timeout))?;
-        let mut failed = 0;
-        let mut first = None;
-        for report in reports {
-            match report {
-                Ok(Ok(_delivery)) => {}
-                Ok(Err((error, _))) => {
-                    failed += 1;
-                    first.get_or_insert(error);
-                }
-                Err(_canceled) => {
-                    failed += 1;
-                    first.get_or_insert(KafkaError::Canceled);
-                }
-            }
-        }
-        match first {
+        let first_error = pending.first_error.lock().expect("pending lock").take();
+        match first_error {
             None => Ok(()),
-            Some(first) => Err(AppendError::NotAcknowledged { failed, total: records.len(), first }),
+            Some(first) => Err(AppendError::NotAcknowledged { failed: pending.failed.load(Ordering::Relaxed), total, first }),
         }
-    }
-
-    /// Whether the cluster answers a metadata request (for `/readyz`).
-    pub async fn is_reachable(&self) -> bool {
-        let producer = self.producer.clone();
-        let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)).is_ok()
-        })
-        .await
-        .unwrap_or(false)
     }
 
     /// Waits for queued messages on shutdown.

@@ -6,10 +6,16 @@
 //!
 //! - [`store`]: every packet into PostgreSQL `telemetry_raw`, exactly once, with the consumed
 //!   offsets stored in the same transaction (they are also the watermark analytics waits for).
+//! - [`live`]: the newest packet per drone in Redis and on its pub/sub channel, newest-wins.
+//! - [`sessionizer`]: flights out of the log (a pure state machine in a snapshotting shell),
+//!   appended to `flights.v1` as `FlightClosed`.
+//! - [`analytics`]: on `flights.v1`, per-flight metrics with polars once the store watermark has
+//!   passed the flight.
 //!
 //! Processors talk to each other only through Kafka topics and the database.
 
 pub mod analytics;
+pub mod live;
 pub mod runner;
 pub mod sessionizer;
 pub mod store;
@@ -29,6 +35,11 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A precondition is not met yet (e.g. the store watermark is behind): retried.
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("{0}")]
     Fatal(String),
 }
@@ -47,7 +58,7 @@ impl Error {
     /// partition must not move past data it has not written. Everything else stops the role.
     pub fn retry_hint(&self) -> RetryHint {
         match self {
-            Error::Database(_) | Error::Kafka(_) => RetryHint::Retry,
+            Error::Database(_) | Error::Kafka(_) | Error::Redis(_) | Error::NotReady(_) => RetryHint::Retry,
             Error::Fatal(_) => RetryHint::Fatal,
         }
     }

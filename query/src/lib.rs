@@ -156,6 +156,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/flights/{id}/telemetry.csv", get(flights::csv))
         .route("/v1/flights/{id}/recompute", post(flights::recompute))
         .with_state(state)
+        .merge(routes::dashboard::router())
 }
 
 /// RFC 3339 UTC with six fractional digits, the contract's one timestamp format.

@@ -26,6 +26,7 @@ use apache_avro::types::Value;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
+use crate::packet::{FieldError, TelemetryPacket};
 use crate::record::{
     Attitude, ExtraValue, FlightClosed, FlightEvent, FlightRule, Gps, RecomputeRequested,
     TelemetryRecord, Vec3,
@@ -35,6 +36,9 @@ use crate::record::{
 pub const TELEMETRY_RECORD_SCHEMA: &str = include_str!("../avro/telemetry_record.avsc");
 /// The current `FlightEvent` schema (`avro/flight_event.avsc`).
 pub const FLIGHT_EVENT_SCHEMA: &str = include_str!("../avro/flight_event.avsc");
+/// The current `TelemetryPacket` schema (`avro/telemetry_packet.avsc`): what a drone sends in a
+/// binary WebSocket frame.
+pub const TELEMETRY_PACKET_SCHEMA: &str = include_str!("../avro/telemetry_packet.avsc");
 
 mod history {
     include!(concat!(env!("OUT_DIR"), "/history.rs"));
@@ -45,6 +49,7 @@ const MAX_AVRO_ALLOCATION: usize = 1 << 20;
 const HEADER_LEN: usize = 10;
 const TELEMETRY_NAME: &str = "flightline.TelemetryRecord";
 const FLIGHT_EVENT_NAME: &str = "flightline.FlightEvent";
+const TELEMETRY_PACKET_NAME: &str = "flightline.TelemetryPacket";
 
 /// Why a message could not be decoded. Fingerprints are shown as the hex of the 8 bytes that
 /// follow the marker, in message order (the form fastavro's `fingerprint()` prints).
@@ -113,6 +118,53 @@ pub fn decode_telemetry(bytes: &[u8]) -> Result<TelemetryRecord, DecodeError> {
     decode_telemetry_with(&TELEMETRY, bytes)
 }
 
+/// Encodes a packet as an Avro single-object `TelemetryPacket` message with the current schema
+/// (what a drone sends in a binary WebSocket frame).
+pub fn encode_telemetry_packet(packet: &TelemetryPacket) -> Vec<u8> {
+    let record = TelemetryRecord::from_packet(Uuid::nil(), 0, packet.clone());
+    let mut out = Vec::with_capacity(telemetry_size_hint(&record));
+    out.extend_from_slice(&MARKER);
+    out.extend_from_slice(&TELEMETRY_PACKET.current);
+    put_long(&mut out, record.ts_us);
+    write_telemetry_tail(&record, &mut out);
+    out
+}
+
+/// Why a binary `TelemetryPacket` frame was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PacketDecodeError {
+    /// Not a decodable `TelemetryPacket` message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Decoded, but breaks the rules of CONTRACT.md §1 (every problem listed, index 0).
+    #[error("{} invalid field(s) in the packet", .0.len())]
+    Invalid(Vec<FieldError>),
+}
+
+/// Decodes a `TelemetryPacket` message written with any known version of its schema and checks
+/// it against every rule of CONTRACT.md §1, as [`crate::parse_frame`] does for JSON (`now_us`
+/// bounds `ts` in the future).
+pub fn decode_telemetry_packet(bytes: &[u8], now_us: i64) -> Result<TelemetryPacket, PacketDecodeError> {
+    let (version, datum) = split_header(bytes)?;
+    let fields = if version == TELEMETRY_PACKET.current {
+        let mut cursor = Cursor {
+            bytes: datum,
+            position: 0,
+        };
+        let ts_us = cursor.long()?;
+        read_telemetry_tail(cursor, Uuid::nil(), ts_us, 0)?
+    } else {
+        let Value::Record(mut fields) = TELEMETRY_PACKET.resolve(version, datum)? else {
+            return Err(malformed("resolved packet is not a record").into());
+        };
+        // Same shape as a TelemetryRecord but for the two fields ingest adds.
+        fields.push(("drone_id".into(), Value::Uuid(Uuid::nil())));
+        fields.push(("received_at".into(), Value::Long(0)));
+        telemetry_from_value(Value::Record(fields))?
+    };
+    crate::packet::packet_from_decoded(fields, now_us).map_err(PacketDecodeError::Invalid)
+}
+
 /// Encodes a flight event as an Avro single-object message with the current schema.
 pub fn encode_flight_event(event: &FlightEvent) -> Vec<u8> {
     let mut out = Vec::with_capacity(192);
@@ -145,6 +197,13 @@ static TELEMETRY: LazyLock<Family> =
     LazyLock::new(|| Family::load(TELEMETRY_NAME, TELEMETRY_RECORD_SCHEMA, history::HISTORY));
 static FLIGHT_EVENT: LazyLock<Family> =
     LazyLock::new(|| Family::load(FLIGHT_EVENT_NAME, FLIGHT_EVENT_SCHEMA, history::HISTORY));
+static TELEMETRY_PACKET: LazyLock<Family> = LazyLock::new(|| {
+    Family::load(
+        TELEMETRY_PACKET_NAME,
+        TELEMETRY_PACKET_SCHEMA,
+        history::HISTORY,
+    )
+});
 
 impl Family {
     /// Builds the family named `full_name` from its current schema and the files of `history`
@@ -205,7 +264,7 @@ impl Family {
     }
 
     fn not_mine(&self, version: [u8; 8]) -> DecodeError {
-        for other in [&*TELEMETRY, &*FLIGHT_EVENT] {
+        for other in [&*TELEMETRY, &*FLIGHT_EVENT, &*TELEMETRY_PACKET] {
             if other.full_name != self.full_name && other.writers.contains_key(&version) {
                 return DecodeError::WrongSchema {
                     expected: self.full_name,
@@ -518,6 +577,12 @@ fn write_telemetry_datum(record: &TelemetryRecord, out: &mut Vec<u8>) {
     put_uuid(out, record.drone_id);
     put_long(out, record.ts_us);
     put_long(out, record.received_at_us);
+    write_telemetry_tail(record, out);
+}
+
+/// The fields a `TelemetryRecord` and a `TelemetryPacket` share, in that order, from `position`
+/// to `extra`.
+fn write_telemetry_tail(record: &TelemetryRecord, out: &mut Vec<u8>) {
     put_optional(out, record.position, put_vec3);
     put_optional(out, record.gps, |out, gps| {
         put_double(out, gps.lat);
@@ -704,6 +769,17 @@ fn read_telemetry_datum(datum: &[u8]) -> Result<TelemetryRecord, DecodeError> {
     let drone_id = cursor.uuid()?;
     let ts_us = cursor.long()?;
     let received_at_us = cursor.long()?;
+    read_telemetry_tail(cursor, drone_id, ts_us, received_at_us)
+}
+
+/// Reads the fields from `position` to `extra` (see [`write_telemetry_tail`]) and checks that
+/// nothing follows.
+fn read_telemetry_tail(
+    mut cursor: Cursor<'_>,
+    drone_id: Uuid,
+    ts_us: i64,
+    received_at_us: i64,
+) -> Result<TelemetryRecord, DecodeError> {
     let position = cursor.optional(Cursor::vec3)?;
     let gps = cursor.optional(|cursor| {
         Ok(Gps {
@@ -1810,5 +1886,95 @@ mod tests {
             flipped[at] = random.next() as u8;
             let _ = decode_telemetry(&flipped);
         }
+    }
+}
+
+#[cfg(test)]
+mod packet_tests {
+    use super::*;
+
+    const NOW_US: i64 = 1_777_636_800_000_000;
+
+    fn full_packet() -> TelemetryPacket {
+        let json = r#"{"ts": "2026-05-01T12:00:00.020Z", "throttle": 0.42, "voltage": 22.8,
+            "current": -3.5, "mah_drawn": 812, "rssi": -87, "position": [12.1, -3.4, 25.0],
+            "gps": {"lat": 47.397742, "lon": 8.545594, "alt_m": 488.1}, "velocity": [4.2, 0.1, -0.3],
+            "attitude": [2.5, -8.1, 123.0], "extra": {"mode": "loiter", "sats": 14, "hdop": 0.75, "armed": true}}"#;
+        crate::parse_frame(json, NOW_US).unwrap().remove(0)
+    }
+
+    fn minimal_packet() -> TelemetryPacket {
+        crate::parse_frame(r#"{"ts": 1777636800020, "throttle": 0}"#, NOW_US).unwrap().remove(0)
+    }
+
+    #[test]
+    fn packets_round_trip_through_the_hand_written_and_the_generic_path() {
+        for packet in [full_packet(), minimal_packet()] {
+            let bytes = encode_telemetry_packet(&packet);
+            assert_eq!(bytes[..2], MARKER);
+            assert_eq!(decode_telemetry_packet(&bytes, NOW_US).unwrap(), packet);
+            // apache-avro reads the same bytes with the .avsc, to the same packet.
+            let (version, datum) = split_header(&bytes).unwrap();
+            let Value::Record(mut fields) = TELEMETRY_PACKET.resolve(version, datum).unwrap() else {
+                panic!("not a record");
+            };
+            fields.push(("drone_id".into(), Value::Uuid(Uuid::nil())));
+            fields.push(("received_at".into(), Value::Long(0)));
+            let decoded = telemetry_from_value(Value::Record(fields)).unwrap();
+            assert_eq!(crate::packet::packet_from_decoded(decoded, NOW_US).unwrap(), packet);
+        }
+    }
+
+    #[test]
+    fn decoded_packets_obey_the_json_rules() {
+        let mut record = TelemetryRecord::from_packet(Uuid::nil(), 0, full_packet());
+        record.throttle = f64::NAN;
+        record.voltage = Some(120.0);
+        record.gps = Some(Gps { lat: 91.0, lon: 0.0, alt_m: f64::INFINITY });
+        record.ts_us = NOW_US + 61_000_000;
+        record.mah_drawn = Some(-1);
+        let mut bytes = MARKER.to_vec();
+        bytes.extend_from_slice(&TELEMETRY_PACKET.current);
+        put_long(&mut bytes, record.ts_us);
+        write_telemetry_tail(&record, &mut bytes);
+        let Err(PacketDecodeError::Invalid(errors)) = decode_telemetry_packet(&bytes, NOW_US) else {
+            panic!("accepted an invalid packet");
+        };
+        let found: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.reason.as_str())).collect();
+        for expected in [
+            ("ts", "more than 60 s in the future"),
+            ("throttle", "must be finite"),
+            ("voltage", "must be between 0 and 100"),
+            ("mah_drawn", "must be at least 0"),
+            ("gps.lat", "must be between -90 and 90"),
+            ("gps.alt_m", "must be finite"),
+        ] {
+            assert!(found.contains(&expected), "{expected:?} not in {found:?}");
+        }
+    }
+
+    #[test]
+    fn other_messages_and_garbage_are_refused() {
+        let record = TelemetryRecord::from_packet(Uuid::new_v4(), 1, full_packet());
+        assert!(matches!(
+            decode_telemetry_packet(&encode_telemetry(&record), NOW_US),
+            Err(PacketDecodeError::Decode(DecodeError::WrongSchema { .. }))
+        ));
+        let mut truncated = encode_telemetry_packet(&full_packet());
+        truncated.pop();
+        assert!(matches!(decode_telemetry_packet(&truncated, NOW_US), Err(PacketDecodeError::Decode(_))));
+        assert!(matches!(decode_telemetry_packet(b"{}", NOW_US), Err(PacketDecodeError::Decode(_))));
+    }
+
+    #[test]
+    fn the_packet_schema_is_the_record_schema_without_the_fields_ingest_adds() {
+        let packet: Json = serde_json::from_str(TELEMETRY_PACKET_SCHEMA).unwrap();
+        let record: Json = serde_json::from_str(TELEMETRY_RECORD_SCHEMA).unwrap();
+        let names = |schema: &Json| -> Vec<String> {
+            schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect()
+        };
+        let mut expected = names(&record);
+        expected.retain(|name| name != "drone_id" && name != "received_at");
+        assert_eq!(names(&packet), expected);
     }
 }

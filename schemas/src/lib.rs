@@ -11,7 +11,9 @@
 //! - [`record`]: the Rust types of the two Kafka messages, [`TelemetryRecord`] and
 //!   [`FlightEvent`], and the JSON form the read side serves ([`TelemetryRecord::to_json`]).
 //! - [`avro`]: their Avro single-object encoding ([`encode_telemetry`], [`decode_telemetry`],
-//!   [`encode_flight_event`], [`decode_flight_event`]). The `.avsc` files in `schemas/avro/` are
+//!   [`encode_flight_event`], [`decode_flight_event`]), and of the `TelemetryPacket` a drone may
+//!   send in a binary WebSocket frame ([`encode_telemetry_packet`], [`decode_telemetry_packet`],
+//!   which also applies every rule of the JSON packet). The `.avsc` files in `schemas/avro/` are
 //!   the contract; every message names its writer schema by fingerprint and is resolved against
 //!   the current reader schema, so old and new versions of the schemas interoperate.
 //! - [`flight`]: the deterministic flight id of CONTRACT.md §3 and the timestamp format.
@@ -22,14 +24,17 @@
 
 pub mod avro;
 pub mod flight;
+pub mod live;
 pub mod packet;
 pub mod record;
 
 pub use avro::{
-    decode_flight_event, decode_telemetry, encode_flight_event, encode_telemetry,
-    encode_telemetry_into, DecodeError, FLIGHT_EVENT_SCHEMA, TELEMETRY_RECORD_SCHEMA,
+    decode_flight_event, decode_telemetry, decode_telemetry_packet, encode_flight_event,
+    encode_telemetry, encode_telemetry_into, encode_telemetry_packet, DecodeError,
+    PacketDecodeError, FLIGHT_EVENT_SCHEMA, TELEMETRY_PACKET_SCHEMA, TELEMETRY_RECORD_SCHEMA,
 };
 pub use flight::{flight_id, format_ts, FLIGHT_ID_NAMESPACE};
+pub use live::{live_channel, live_key, LIVE_CHANNEL_PREFIX};
 pub use packet::{
     parse_batch, parse_frame, parse_packet_value, BatchError, FieldError, TelemetryPacket,
     MAX_EXTRA_BYTES, MAX_EXTRA_KEYS, MAX_FUTURE_US, MAX_PACKETS_PER_BATCH,

@@ -167,6 +167,80 @@ pub fn parse_packet_value(
     state.into_result().map(|mut packets| packets.remove(0))
 }
 
+/// Applies the rules of CONTRACT.md §1 to a packet decoded from Avro (a binary WebSocket frame):
+/// the same checks and messages as for JSON, with `ts` already in µs. Only `drone_id` and
+/// `received_at` of `decoded` are ignored.
+pub(crate) fn packet_from_decoded(
+    decoded: crate::record::TelemetryRecord,
+    now_us: i64,
+) -> Result<TelemetryPacket, Vec<FieldError>> {
+    let mut state = State::new(now_us);
+    let mut draft = Draft::new(0, 0);
+    draft.seen |= 1; // ts
+    draft.ts_us = if decoded.ts_us < 0 {
+        state.error(0, "ts".into(), "must not be before 1970-01-01T00:00:00Z");
+        Slot::Invalid
+    } else if decoded.ts_us > now_us.saturating_add(MAX_FUTURE_US) {
+        state.error(0, "ts".into(), "more than 60 s in the future");
+        Slot::Invalid
+    } else {
+        Slot::Valid(decoded.ts_us)
+    };
+    let triple = |v: Vec3| Json::Array(vec![Json::Float(v.x), Json::Float(v.y), Json::Float(v.z)]);
+    draft.field("throttle", &Json::Float(decoded.throttle), &mut state);
+    let mut optional = |key: &str, value: Option<Json<'_>>, state: &mut State| {
+        if let Some(value) = value {
+            draft.field(key, &value, state);
+        }
+    };
+    optional("voltage", decoded.voltage.map(Json::Float), &mut state);
+    optional("current", decoded.current.map(Json::Float), &mut state);
+    optional("mah_drawn", decoded.mah_drawn.map(Json::Int), &mut state);
+    optional("rssi", decoded.rssi.map(|rssi| Json::Int(i64::from(rssi))), &mut state);
+    optional("position", decoded.position.map(triple), &mut state);
+    optional("velocity", decoded.velocity.map(triple), &mut state);
+    optional(
+        "attitude",
+        decoded.attitude.map(|a| Json::Array(vec![Json::Float(a.roll), Json::Float(a.pitch), Json::Float(a.yaw)])),
+        &mut state,
+    );
+    optional(
+        "gps",
+        decoded.gps.map(|gps| {
+            Json::Object(vec![
+                (Cow::Borrowed("lat"), Json::Float(gps.lat)),
+                (Cow::Borrowed("lon"), Json::Float(gps.lon)),
+                (Cow::Borrowed("alt_m"), Json::Float(gps.alt_m)),
+            ])
+        }),
+        &mut state,
+    );
+    let extra = (!decoded.extra.is_empty()).then(|| {
+        Json::Object(
+            decoded
+                .extra
+                .iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        ExtraValue::String(text) => Json::Str(Cow::Borrowed(text.as_str())),
+                        ExtraValue::Int(number) => Json::Int(*number),
+                        ExtraValue::Float(number) => Json::Float(*number),
+                        ExtraValue::Bool(flag) => Json::Bool(*flag),
+                    };
+                    (Cow::Borrowed(key.as_str()), value)
+                })
+                .collect(),
+        )
+    });
+    optional("extra", extra, &mut state);
+    state.finish(draft);
+    match state.into_result() {
+        Ok(mut packets) => Ok(packets.remove(0)),
+        Err(BatchError::Invalid(errors)) => Err(errors),
+        Err(other) => unreachable!("a single packet fails only with field errors: {other}"),
+    }
+}
+
 fn parse_body<'de, R: serde_json::de::Read<'de>>(
     deserializer: &mut serde_json::Deserializer<R>,
     now_us: i64,

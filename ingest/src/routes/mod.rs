@@ -1,2 +1,2 @@
-pub mod health;
 pub mod telemetry;
+pub mod telemetry_ws;

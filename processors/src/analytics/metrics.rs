@@ -45,6 +45,8 @@ pub enum Error {
     InvalidRows(String),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
+    #[error("unexpected polars output: {0}")]
+    UnexpectedOutput(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -186,31 +188,54 @@ impl FlightRows {
     }
 }
 
-/// `computed_metrics` of one flight: the exact keys of CONTRACT.md §4.
+/// `computed_metrics` of one flight: the exact keys of CONTRACT.md §4; `None` serialises as
+/// `null`.
+/// Formulas are documented where each is computed (`scalar_exprs`, `yaw_frame`,
+/// `power_curve_frame`, [`compute`]); units are in the field docs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
+    /// s: end_ts − start_ts of the flight (not of its rows).
     pub duration_s: f64,
+    /// Rows in the flight.
     pub packet_count: i64,
+    /// mAh: ∫ current dt / 3.6.
     pub total_mah: Option<f64>,
+    /// mAh: last − first reported mah_drawn.
     pub mah_drawn_delta: Option<i64>,
+    /// Wh: ∫ voltage·current dt / 3600.
     pub energy_wh: Option<f64>,
+    /// V.
     pub min_voltage: Option<f64>,
+    /// V.
     pub max_voltage: Option<f64>,
+    /// A.
     pub max_current: Option<f64>,
+    /// A, time-weighted.
     pub avg_current: Option<f64>,
+    /// m.
     pub distance_m: Option<f64>,
+    /// Wh/km.
     pub wh_per_km: Option<f64>,
+    /// m/s.
     pub max_speed_mps: Option<f64>,
+    /// m.
     pub max_altitude_m: Option<f64>,
+    /// °.
     pub attitude_std_deg: AttitudeStd,
+    /// Throttle fraction 0–1, time-weighted.
     pub throttle_mean: Option<f64>,
+    /// 1/s.
     pub throttle_smoothness: Option<f64>,
+    /// Throttle fraction 0–1.
     pub hover_throttle: Option<f64>,
+    /// V.
     pub voltage_sag_v: Option<f64>,
+    /// mΩ.
     pub internal_resistance_mohm: Option<f64>,
     pub power_curve: Vec<PowerBin>,
     pub pilot_fingerprint: PilotFingerprint,
     pub gaps: Gaps,
+    /// [`ANALYTICS_VERSION`] at computation time.
     pub analytics_version: i32,
 }
 
@@ -298,13 +323,19 @@ pub fn compute(
     // Which source distance_m and max_altitude_m use is decided here, so the query evaluates
     // only that one (polars evaluates every branch of a when/then).
     let has_position = base.column(HAS_POS)?.bool()?.any();
-    let scalars = base
-        .clone()
-        .lazy()
-        .select(scalar_exprs(throttle_threshold, has_position))
-        .collect()?;
-    let yaw = yaw_frame(base.clone().lazy()).collect()?;
-    let bins = power_curve_frame(base.lazy()).collect()?;
+    let queries = vec![
+        base.clone()
+            .lazy()
+            .select(scalar_exprs(throttle_threshold, has_position)),
+        yaw_frame(base.clone().lazy()),
+        power_curve_frame(base.lazy()),
+    ];
+    // Run side by side on polars' thread pool.
+    let Ok::<[DataFrame; 3], _>([scalars, yaw, bins]) = collect_all(queries)?.try_into() else {
+        return Err(Error::UnexpectedOutput(
+            "collect_all returned another number of frames",
+        ));
+    };
 
     let duration_s = (end_ts_us - start_ts_us) as f64 / 1e6;
     let packet_count = rows.len() as i64;
@@ -731,7 +762,7 @@ fn power_bins(bins: &DataFrame) -> Result<Vec<PowerBin>> {
     let mut out = Vec::with_capacity(bins.height());
     for i in 0..bins.height() {
         let Some(k) = bin.get(i) else {
-            return Err(Error::InvalidRows("throttle bin is null".into()));
+            return Err(Error::UnexpectedOutput("a throttle bin is null"));
         };
         out.push(PowerBin {
             bin_start: f64::from(k) / 10.0,

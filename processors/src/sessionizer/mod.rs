@@ -1,1 +1,259 @@
+//! The `sessionizer` group: flights out of the telemetry log (CONTRACT.md §3).
+//!
+//! [`machine`] is the rule as a pure state machine; this module is its Kafka shell. One machine
+//! per owned partition (a drone's packets all live in one partition). Each batch runs on a copy
+//! of the touched partitions' state; the flights it closes are appended to `flights.v1` (and
+//! acknowledged), then the new state is snapshotted into `consumer_offsets.state` with the
+//! offset it is valid at, in one transaction, and only then replaces the old state. So:
+//!
+//! - after `kill -9` at any point, the restored snapshot plus the replay from its offset rebuild
+//!   exactly the state an uninterrupted run would have: no flight lost, split or duplicated in
+//!   effect, and ids equal (they depend only on drone and start ts);
+//! - a crash between the append and the snapshot appends the same `FlightClosed` again on
+//!   replay; analytics is idempotent per flight id, so the effect is once.
+//!
+//! Silent drones are closed on a wall clock that cannot run ahead of the log: the newest
+//! `received_at` read on the partition, or the local clock once the partition has delivered
+//! nothing for a while (it is caught up). A lagging consumer therefore never closes a flight
+//! whose next packets are merely unread.
+
 pub mod machine;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use schemas::{FlightClosed, FlightEvent, TelemetryRecord};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::runner::{Batch, OffsetSeeds, Processor};
+use crate::{Error, Result};
+use machine::{ClosedFlight, FlightRule, Sessionizer};
+
+pub const GROUP_ID: &str = "flightline-sessionizer";
+
+/// A partition that delivered nothing for this long counts as caught up, and the silent-drone
+/// rule may use the local clock for it.
+const CAUGHT_UP_AFTER: Duration = Duration::from_secs(2);
+
+/// The machine of one partition plus what the silent-drone rule needs; this is the snapshot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PartitionState {
+    machine: Sessionizer,
+    /// `received_at` of each drone's newest record.
+    last_seen_us: BTreeMap<Uuid, i64>,
+    /// Newest `received_at` read on the partition: the log's own clock.
+    newest_received_us: i64,
+    /// Next offset to read; records below it are already in this state.
+    next_offset: i64,
+    /// When the partition last delivered a record, or was loaded (local, not snapshotted).
+    #[serde(skip)]
+    last_read: Option<Instant>,
+}
+
+pub struct SessionizerProcessor {
+    pool: PgPool,
+    group_id: String,
+    telemetry_topic: String,
+    flights_topic: String,
+    producer: FutureProducer,
+    rule: FlightRule,
+    partitions: HashMap<i32, PartitionState>,
+    seeds: OffsetSeeds,
+}
+
+impl SessionizerProcessor {
+    pub async fn new(
+        pool: PgPool,
+        producer: FutureProducer,
+        group_id: &str,
+        telemetry_topic: &str,
+        flights_topic: &str,
+        rule: FlightRule,
+    ) -> Result<Self> {
+        let seeds = OffsetSeeds::default();
+        for (partition, next_offset) in crate::store::stored_offsets(&pool, group_id, telemetry_topic).await? {
+            seeds.set(partition, next_offset);
+        }
+        Ok(Self {
+            pool,
+            group_id: group_id.to_owned(),
+            telemetry_topic: telemetry_topic.to_owned(),
+            flights_topic: flights_topic.to_owned(),
+            producer,
+            rule,
+            partitions: HashMap::new(),
+            seeds,
+        })
+    }
+
+    /// The partition's state: in memory, else its snapshot, else empty.
+    async fn state(&mut self, partition: i32) -> Result<PartitionState> {
+        if let Some(state) = self.partitions.get(&partition) {
+            return Ok(state.clone());
+        }
+        let row: Option<(i64, Option<serde_json::Value>)> = sqlx::query_as(
+            "SELECT next_offset, state FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
+        )
+        .bind(&self.group_id)
+        .bind(&self.telemetry_topic)
+        .bind(partition)
+        .fetch_optional(&self.pool)
+        .await?;
+        let state = match row {
+            Some((next_offset, Some(snapshot))) => {
+                let mut state: PartitionState = serde_json::from_value(snapshot)
+                    .map_err(|e| Error::Fatal(format!("sessionizer snapshot of partition {partition} is unreadable: {e}")))?;
+                state.next_offset = next_offset;
+                tracing::info!(partition, next_offset, "sessionizer state restored");
+                state
+            }
+            _ => PartitionState { machine: Sessionizer::new(self.rule), ..PartitionState::default() },
+        };
+        // Counts as "just read" so the local clock is trusted only once the partition has been
+        // quiet for a while: right after a restart there may be a backlog to catch up on.
+        Ok(PartitionState { last_read: Some(Instant::now()), ..state })
+    }
+
+    /// Appends the flights, then snapshots the states, then adopts them.
+    async fn commit(&mut self, states: BTreeMap<i32, PartitionState>, closed: Vec<ClosedFlight>) -> Result<()> {
+        let rule = self.rule;
+        let sends = closed.iter().map(|flight| {
+            let event = FlightEvent::Closed(FlightClosed {
+                flight_id: flight.flight_id,
+                drone_id: flight.drone_id,
+                start_ts_us: flight.start_ts_us,
+                end_ts_us: flight.end_ts_us,
+                packet_count: flight.packet_count as i64,
+                partition: flight.partition,
+                last_offset: flight.last_offset,
+                rule: schemas::FlightRule {
+                    throttle_threshold: rule.throttle_threshold,
+                    idle_window_us: rule.idle_window_us,
+                    gap_us: rule.gap_us,
+                    min_duration_us: rule.min_duration_us,
+                },
+            });
+            let payload = schemas::encode_flight_event(&event);
+            let key = flight.drone_id.to_string();
+            let producer = self.producer.clone();
+            let topic = self.flights_topic.clone();
+            async move {
+                producer
+                    .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
+                    .await
+                    .map_err(|(error, _)| Error::Kafka(error))
+            }
+        });
+        try_join_all(sends).await?;
+        for flight in &closed {
+            tracing::info!(flight_id = %flight.flight_id, drone_id = %flight.drone_id, packets = flight.packet_count, "flight closed");
+        }
+
+        let mut tx = self.pool.begin().await?;
+        for (partition, state) in &states {
+            let snapshot = serde_json::to_value(state).map_err(|e| Error::Fatal(format!("snapshot: {e}")))?;
+            sqlx::query(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, state)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (group_id, topic, partition) DO UPDATE
+                 SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()",
+            )
+            .bind(&self.group_id)
+            .bind(&self.telemetry_topic)
+            .bind(partition)
+            .bind(state.next_offset)
+            .bind(snapshot)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        for (partition, state) in states {
+            self.seeds.set(partition, state.next_offset);
+            self.partitions.insert(partition, state);
+        }
+        Ok(())
+    }
+}
+
+impl Processor for SessionizerProcessor {
+    type Record = TelemetryRecord;
+
+    async fn handle(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
+        let mut states = BTreeMap::new();
+        for partition in batch.next_offsets.keys() {
+            states.insert(*partition, self.state(*partition).await?);
+        }
+        let mut closed = Vec::new();
+        let now = Instant::now();
+        for message in &batch.messages {
+            let state = states.get_mut(&message.partition).expect("state of every batch partition");
+            if message.offset < state.next_offset {
+                continue; // already in the restored snapshot
+            }
+            let record = &message.record;
+            state.last_seen_us.insert(record.drone_id, record.received_at_us);
+            state.newest_received_us = state.newest_received_us.max(record.received_at_us);
+            state.last_read = Some(now);
+            closed.extend(state.machine.on_packet(record.drone_id, record.ts_us, record.throttle, message.partition, message.offset));
+        }
+        for (partition, next) in &batch.next_offsets {
+            let state = states.get_mut(partition).expect("state of every batch partition");
+            state.next_offset = state.next_offset.max(*next);
+        }
+        self.commit(states, closed).await
+    }
+
+    async fn on_assign(&mut self, partitions: &[i32]) -> Result<()> {
+        // Loaded now, not at the first record, so a drone that went silent while this group
+        // was down still has its flight closed.
+        for partition in partitions {
+            if !self.partitions.contains_key(partition) {
+                let state = self.state(*partition).await?;
+                self.partitions.insert(*partition, state);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_revoke(&mut self, partitions: &[i32]) -> Result<()> {
+        // Their snapshots are current; the new owner restores them.
+        for partition in partitions {
+            self.partitions.remove(partition);
+        }
+        Ok(())
+    }
+
+    /// The silent-drone rule.
+    async fn on_tick(&mut self) -> Result<()> {
+        let local_now = chrono::Utc::now().timestamp_micros();
+        let mut states = BTreeMap::new();
+        let mut closed = Vec::new();
+        for (partition, state) in &self.partitions {
+            let caught_up = state.last_read.is_some_and(|at| at.elapsed() >= CAUGHT_UP_AFTER);
+            let clock = if caught_up { local_now.max(state.newest_received_us) } else { state.newest_received_us };
+            let mut next = state.clone();
+            let silent = next.machine.close_silent(clock, |drone| state.last_seen_us.get(drone).copied());
+            let had_open = state.machine.open_flights().count() != next.machine.open_flights().count();
+            if had_open {
+                closed.extend(silent);
+                states.insert(*partition, next);
+            }
+        }
+        if states.is_empty() {
+            return Ok(());
+        }
+        self.commit(states, closed).await
+    }
+
+    fn tick_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn offset_seeds(&self) -> Option<OffsetSeeds> {
+        Some(self.seeds.clone())
+    }
+}

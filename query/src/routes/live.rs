@@ -44,15 +44,7 @@ use crate::QueryState;
 /// Highest `max_hz` accepted; above the fastest drone's rate it would mean "unlimited" anyway.
 const MAX_HZ_LIMIT: f64 = 1000.0;
 
-/// Redis key of a drone's latest state (written by the live processor).
-pub fn live_key(drone_id: Uuid) -> String {
-    format!("drone:{drone_id}:live")
-}
-
-/// Redis pub/sub channel of a drone's states (published by the live processor).
-pub fn live_channel(drone_id: Uuid) -> String {
-    format!("live:{drone_id}")
-}
+pub use schemas::{live_channel, live_key};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -243,7 +235,7 @@ async fn pump(
         tokio::select! {
             message = messages.next() => {
                 let Some(message) = message else { break };
-                let drone_id = message.get_channel_name().strip_prefix("live:").and_then(|id| Uuid::parse_str(id).ok());
+                let drone_id = message.get_channel_name().strip_prefix(schemas::LIVE_CHANNEL_PREFIX).and_then(|id| Uuid::parse_str(id).ok());
                 let payload = message.get_payload::<String>();
                 match (drone_id, payload) {
                     (Some(drone_id), Ok(payload)) => slots.put(drone_id, payload),

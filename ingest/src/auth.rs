@@ -1,0 +1,45 @@
+//! `X-API-Key` → drone, with a budget of failed attempts per client address.
+//!
+//! Every failed authentication (missing, unknown or revoked key) takes a token from the client
+//! address's bucket ([`crate::limits::AuthFailures`]). While that bucket is empty, the address
+//! gets 429 + `Retry-After` for any key that is not already known good from the resolver's
+//! cache, without a database lookup: guessing is slowed down and cannot load the database, while
+//! a drone with a valid key keeps working even behind the same address (a shared NAT). Keys are
+//! never logged; only their hash is kept, in the cache.
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::limits::retry_after_secs;
+use crate::AppState;
+
+pub async fn authenticate(state: &AppState, api_key: Option<&str>, client: Option<IpAddr>) -> Result<Uuid, ApiError> {
+    let blocked = client.and_then(|ip| state.auth_failures.empty_for(ip));
+    if let Some(wait) = blocked {
+        // Only a key already known good passes while the address is slowed down.
+        return match api_key.and_then(|key| state.keys.cached(key)) {
+            Some(Some(drone_id)) => Ok(drone_id),
+            _ => {
+                if let Some(ip) = client {
+                    state.auth_failures.charge(ip);
+                }
+                Err(ApiError::TooManyAuthFailures { retry_after_s: retry_after_secs(wait) })
+            }
+        };
+    }
+    let resolved = match api_key {
+        Some(key) => state.keys.resolve(key).await.map_err(ApiError::internal)?,
+        None => None,
+    };
+    match resolved {
+        Some(drone_id) => Ok(drone_id),
+        None => {
+            if let Some(ip) = client {
+                state.auth_failures.charge(ip);
+            }
+            Err(ApiError::Unauthorized)
+        }
+    }
+}

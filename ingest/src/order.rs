@@ -1,0 +1,191 @@
+//! Strictly increasing `ts` per drone, across requests and across ingest instances.
+//!
+//! A batch goes through **reserve → append → commit**:
+//!
+//! 1. *In-process*: the drone's requests are serialised by one async lock per drone, and a batch
+//!    whose first `ts` is not after the newest `ts` this instance saw acknowledged is refused
+//!    without a network round trip (the fast path for the common mistake of resending).
+//! 2. *Reserve* (one Redis Lua script, atomic): refuse when the first `ts` is not after the
+//!    drone's committed `ts` (`ingest:last_ts:{drone}`, the newest acknowledged across every
+//!    instance); refuse with "busy" when another instance holds the drone's reservation
+//!    (`ingest:reservation:{drone}`, value = instance id, expires after the ack timeout plus a
+//!    margin, so a crashed instance cannot block a drone); otherwise take the reservation.
+//! 3. *Append* to Kafka and wait for every delivery report.
+//! 4. *Commit* only after all of them succeeded: `last_ts := max(last_ts, batch's last ts)` and
+//!    the reservation is released. When Kafka fails, the reservation is released without
+//!    touching `last_ts`, so the drone's retry of the same batch is accepted (and whatever part
+//!    of the failed attempt did land is deduplicated downstream on `(drone_id, ts)`).
+//!
+//! Two instances racing for one drone therefore never both accept overlapping batches: only the
+//! holder of the reservation appends, and the next batch is judged against the committed `ts`.
+//! Without Redis (tests of a single instance) only the in-process check runs. When Redis does
+//! not answer, ingest refuses with 503: it cannot prove the order, and the drone will retry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+/// Why a batch may not be appended now.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The batch's first ts is not after the drone's newest acknowledged ts.
+    #[error("ts not increasing: newest acknowledged is {last_us}")]
+    Stale { last_us: i64 },
+    /// Another ingest instance is appending a batch of this drone right now.
+    #[error("another ingest instance is appending for this drone")]
+    Busy,
+    /// Redis did not answer.
+    #[error("ordering store unavailable: {0}")]
+    Unavailable(String),
+}
+
+const RESERVE: &str = r"
+local committed = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[2]) <= committed then return {1, committed} end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {2, committed} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+return {0, committed}
+";
+
+const COMMIT: &str = r"
+local committed = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[2]) > committed then redis.call('SET', KEYS[1], ARGV[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+/// How long one Redis call may take before the batch is refused with 503.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The per-drone order of one ingest instance, optionally shared with others through Redis.
+#[derive(Clone)]
+pub struct TsOrder {
+    local: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<i64>>>>>>,
+    shared: Option<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    redis: ConnectionManager,
+    /// Identifies this instance's reservations.
+    instance: Arc<str>,
+    reservation_ttl: Duration,
+    reserve: Arc<redis::Script>,
+    commit: Arc<redis::Script>,
+    release: Arc<redis::Script>,
+}
+
+/// The right to append one batch of one drone; end it with [`Turn::commit`] or [`Turn::abort`].
+/// Dropped without either (the request was cancelled), the reservation simply expires.
+pub struct Turn {
+    drone_id: Uuid,
+    local: OwnedMutexGuard<Option<i64>>,
+    shared: Option<Shared>,
+}
+
+pub fn last_ts_key(drone_id: Uuid) -> String {
+    format!("ingest:last_ts:{{{drone_id}}}")
+}
+
+pub fn reservation_key(drone_id: Uuid) -> String {
+    format!("ingest:reservation:{{{drone_id}}}")
+}
+
+impl TsOrder {
+    /// In-process order only: correct for a single ingest instance.
+    pub fn local_only() -> Self {
+        Self { local: Arc::default(), shared: None }
+    }
+
+    /// Order shared by every instance using this Redis. `reservation_ttl` must exceed the time an
+    /// append can take (the Kafka ack timeout) so a live reservation never expires mid-append.
+    pub fn with_redis(redis: ConnectionManager, reservation_ttl: Duration) -> Self {
+        let shared = Shared {
+            redis,
+            instance: Uuid::new_v4().to_string().into(),
+            reservation_ttl,
+            reserve: Arc::new(redis::Script::new(RESERVE)),
+            commit: Arc::new(redis::Script::new(COMMIT)),
+            release: Arc::new(redis::Script::new(RELEASE)),
+        };
+        Self { local: Arc::default(), shared: Some(shared) }
+    }
+
+    /// Waits for the drone's previous batch on this instance, then checks and reserves
+    /// `first_ts_us..=last_ts_us`.
+    pub async fn begin(&self, drone_id: Uuid, first_ts_us: i64) -> Result<Turn, OrderError> {
+        let lock = self.local.lock().expect("order lock").entry(drone_id).or_default().clone();
+        let local = lock.lock_owned().await;
+        if let Some(last_us) = *local {
+            if first_ts_us <= last_us {
+                return Err(OrderError::Stale { last_us });
+            }
+        }
+        if let Some(shared) = &self.shared {
+            let mut redis = shared.redis.clone();
+            let mut call = shared.reserve.prepare_invoke();
+            call.key(last_ts_key(drone_id))
+                .key(reservation_key(drone_id))
+                .arg(&*shared.instance)
+                .arg(first_ts_us)
+                .arg(shared.reservation_ttl.as_millis() as u64);
+            let (outcome, committed): (i64, i64) = timed(call.invoke_async(&mut redis)).await?;
+            match outcome {
+                0 => {}
+                1 => return Err(OrderError::Stale { last_us: committed }),
+                _ => return Err(OrderError::Busy),
+            }
+        }
+        Ok(Turn { drone_id, local, shared: self.shared.clone() })
+    }
+}
+
+impl Turn {
+    /// Records `last_ts_us` as acknowledged and releases the reservation. The packets are in
+    /// Kafka already, so a Redis failure here is logged, not reported to the drone: the
+    /// reservation then expires by itself and this instance still knows the new ts.
+    pub async fn commit(mut self, last_ts_us: i64) {
+        *self.local = Some(self.local.map_or(last_ts_us, |known| known.max(last_ts_us)));
+        if let Some(shared) = &self.shared {
+            let mut redis = shared.redis.clone();
+            let mut call = shared.commit.prepare_invoke();
+            call.key(last_ts_key(self.drone_id))
+                .key(reservation_key(self.drone_id))
+                .arg(&*shared.instance)
+                .arg(last_ts_us);
+            if let Err(error) = timed::<i64>(call.invoke_async(&mut redis)).await {
+                tracing::warn!(%error, drone_id = %self.drone_id, "committing the newest ts failed");
+            }
+        }
+    }
+
+    /// Gives the reservation back without advancing the drone's ts (the append failed).
+    pub async fn abort(self) {
+        if let Some(shared) = &self.shared {
+            let mut redis = shared.redis.clone();
+            let mut call = shared.release.prepare_invoke();
+            call.key(reservation_key(self.drone_id)).arg(&*shared.instance);
+            if let Err(error) = timed::<i64>(call.invoke_async(&mut redis)).await {
+                tracing::warn!(%error, drone_id = %self.drone_id, "releasing the reservation failed");
+            }
+        }
+    }
+}
+
+async fn timed<T>(call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, OrderError> {
+    match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(OrderError::Unavailable(error.to_string())),
+        Err(_) => Err(OrderError::Unavailable(format!("no answer within {REDIS_TIMEOUT:?}"))),
+    }
+}

@@ -1,0 +1,389 @@
+//! `flightline bench ingest`: a simulated fleet against a running ingest API, measured.
+//!
+//! It registers `drones` new drones in the database the target uses, then each drone produces
+//! packets at `hz` (ts = real time) and sends what it has accumulated every `batch / hz`
+//! seconds (clamped to 10 ms – 1 s, at most 500 packets a request), one request at a time per
+//! drone, over its own connection (HTTP keep-alive, or one WebSocket per drone). A refused
+//! request (429, 503, error frame) counts as an error and is retried after its `Retry-After`, so
+//! the order of `ts` is kept. Latency is measured per acknowledged request: from just before the
+//! request is written to the 201 (or the WebSocket ack) being read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// `flightline bench <what>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Drive a simulated fleet against a running ingest API and print one JSON object of figures.
+    Ingest {
+        #[arg(long, default_value_t = 100)]
+        drones: u32,
+        /// Packets per second per drone.
+        #[arg(long, default_value_t = 200.0)]
+        hz: f64,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        #[arg(long, value_enum, default_value_t = BenchMode::Http)]
+        mode: BenchMode,
+        /// Base URL of the ingest API (default: http://FLIGHTLINE_HTTP_ADDR).
+        #[arg(long)]
+        target: Option<String>,
+        /// Packets a drone aims to put in one request (1–500); a drone sends every batch/hz s.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    Http,
+    Ws,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub drones: u32,
+    pub hz: f64,
+    pub seconds: f64,
+    pub mode: BenchMode,
+    pub target: String,
+    /// Packets a drone aims to send per request (≤ 500).
+    pub batch: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub mode: BenchMode,
+    pub packets: u64,
+    pub seconds: f64,
+    pub packets_per_s: f64,
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+#[derive(Default)]
+struct Totals {
+    packets: AtomicU64,
+    errors: AtomicU64,
+}
+
+pub async fn bench_ingest(pool: &PgPool, options: BenchOptions, shutdown: CancellationToken) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(options.drones > 0 && options.hz > 0.0 && options.seconds > 0.0, "--drones, --hz and --seconds must be positive");
+    let batch = options.batch.clamp(1, schemas::MAX_PACKETS_PER_BATCH);
+    let period = Duration::from_secs_f64((batch as f64 / options.hz).clamp(0.01, 1.0));
+    let mut keys = Vec::with_capacity(options.drones as usize);
+    for index in 0..options.drones {
+        let (_, key) = ingest::create_drone(pool, &format!("bench-{index}"), None).await.context("registering bench drones")?;
+        keys.push(key);
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.drones as usize + 16)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let totals = Arc::new(Totals::default());
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs_f64(options.seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, key) in keys.into_iter().enumerate() {
+        let drone = Drone {
+            key,
+            hz: options.hz,
+            period,
+            // Spread the drones' send times over one period.
+            phase: period.mul_f64(index as f64 / options.drones as f64),
+            started,
+            stop_at,
+            totals: totals.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let target = options.target.clone();
+        let http = http.clone();
+        let mode = options.mode;
+        tasks.spawn(async move {
+            match mode {
+                BenchMode::Http => drone.run_http(&http, &target).await,
+                BenchMode::Ws => drone.run_ws(&target).await,
+            }
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut requests = 0u64;
+    while let Some(joined) = tasks.join_next().await {
+        let drone_latencies = joined.context("a bench drone panicked")??;
+        requests += drone_latencies.len() as u64;
+        latencies.extend(drone_latencies);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let packets = totals.packets.load(Ordering::Relaxed);
+    Ok(BenchReport {
+        mode: options.mode,
+        packets,
+        seconds: round3(seconds),
+        packets_per_s: round3(packets as f64 / seconds),
+        requests_per_s: round3(requests as f64 / seconds),
+        p50_ms: round3(percentile(&latencies, 0.50)),
+        p99_ms: round3(percentile(&latencies, 0.99)),
+        errors: totals.errors.load(Ordering::Relaxed),
+    })
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Linear interpolation between order statistics of sorted values (ms), 0 when empty.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = q * (sorted.len() - 1) as f64;
+    let low = rank.floor() as usize;
+    let high = rank.ceil() as usize;
+    sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64)
+}
+
+struct Drone {
+    key: String,
+    hz: f64,
+    period: Duration,
+    phase: Duration,
+    started: Instant,
+    stop_at: Instant,
+    totals: Arc<Totals>,
+    shutdown: CancellationToken,
+}
+
+impl Drone {
+    /// Waits for the drone's next send time and writes every packet generated by then (at most
+    /// 500) into `body`; the last send, at the end of the run, flushes what is left. `None` once
+    /// the run is over.
+    async fn next_batch(&self, pacing: &mut Pacing, body: &mut Vec<u8>) -> Option<usize> {
+        if pacing.done || self.shutdown.is_cancelled() {
+            return None;
+        }
+        pacing.sends += 1;
+        let mut due = self.started + self.phase + self.period * pacing.sends;
+        if due >= self.stop_at {
+            due = self.stop_at;
+            pacing.done = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = self.shutdown.cancelled() => return None,
+        }
+        let generated = (due.duration_since(self.started).as_secs_f64() * self.hz) as u64;
+        let count = generated.saturating_sub(pacing.sent).min(schemas::MAX_PACKETS_PER_BATCH as u64) as usize;
+        body.clear();
+        if count > 0 {
+            write_batch(body, pacing.epoch_us, self.hz, pacing.sent, count);
+            pacing.sent += count as u64;
+        }
+        Some(count)
+    }
+
+    fn started_epoch_us(&self) -> i64 {
+        // The wall clock at `started`; ts must be within 60 s of the server clock.
+        let now_us = chrono::Utc::now().timestamp_micros();
+        now_us - self.started.elapsed().as_micros() as i64
+    }
+
+    async fn run_http(self, http: &reqwest::Client, target: &str) -> anyhow::Result<Vec<f64>> {
+        let url = format!("{}/v1/telemetry", target.trim_end_matches('/'));
+        let mut pacing = Pacing { epoch_us: self.started_epoch_us(), sent: 0, sends: 0, done: false };
+        let mut latencies = Vec::new();
+        let mut body = Vec::new();
+        loop {
+            let Some(count) = self.next_batch(&mut pacing, &mut body).await else {
+                break;
+            };
+            if count == 0 {
+                continue;
+            }
+            loop {
+                let begin = Instant::now();
+                let response = http
+                    .post(&url)
+                    .header("x-api-key", &self.key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
+                        let _ = response.bytes().await;
+                        latencies.push(begin.elapsed().as_secs_f64() * 1000.0);
+                        self.totals.packets.fetch_add(count as u64, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(response) => {
+                        self.totals.errors.fetch_add(1, Ordering::Relaxed);
+                        let status = response.status();
+                        if !matches!(status.as_u16(), 429 | 503) {
+                            bail!("ingest refused a bench batch with {status}: {}", response.text().await.unwrap_or_default());
+                        }
+                        let wait = retry_after(&response);
+                        if self.wait_or_stop(wait).await {
+                            return Ok(latencies);
+                        }
+                    }
+                    Err(error) => {
+                        self.totals.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%error, "bench request failed");
+                        if self.wait_or_stop(Duration::from_millis(200)).await {
+                            return Ok(latencies);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(latencies)
+    }
+
+    async fn run_ws(self, target: &str) -> anyhow::Result<Vec<f64>> {
+        let url = format!("{}/v1/telemetry/ws", target.trim_end_matches('/').replacen("http", "ws", 1));
+        let mut request = url.as_str().into_client_request()?;
+        request.headers_mut().insert("x-api-key", self.key.parse()?);
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.with_context(|| format!("connecting {url}"))?;
+        let mut pacing = Pacing { epoch_us: self.started_epoch_us(), sent: 0, sends: 0, done: false };
+        let mut latencies = Vec::new();
+        let mut body = Vec::new();
+        loop {
+            let Some(count) = self.next_batch(&mut pacing, &mut body).await else {
+                break;
+            };
+            if count == 0 {
+                continue;
+            }
+            let text = String::from_utf8(body.clone()).expect("bench bodies are ascii");
+            loop {
+                let begin = Instant::now();
+                socket.send(Message::text(text.clone())).await.context("websocket send")?;
+                let reply = loop {
+                    match socket.next().await {
+                        Some(Ok(Message::Text(reply))) => break reply,
+                        Some(Ok(Message::Close(_))) | None => bail!("the server closed the bench websocket"),
+                        Some(Ok(_)) => continue,
+                        Some(Err(error)) => return Err(error).context("websocket receive"),
+                    }
+                };
+                let reply: serde_json::Value = serde_json::from_str(reply.as_str())?;
+                if reply.get("ack").is_some() {
+                    latencies.push(begin.elapsed().as_secs_f64() * 1000.0);
+                    self.totals.packets.fetch_add(count as u64, Ordering::Relaxed);
+                    break;
+                }
+                self.totals.errors.fetch_add(1, Ordering::Relaxed);
+                let Some(wait) = reply["retry_after_s"].as_f64() else {
+                    bail!("ingest refused a bench frame: {reply}");
+                };
+                if self.wait_or_stop(Duration::from_secs_f64(wait)).await {
+                    return Ok(latencies);
+                }
+            }
+        }
+        let _ = socket.close(None).await;
+        Ok(latencies)
+    }
+
+    /// Sleeps before a retry; true when the run ended meanwhile.
+    async fn wait_or_stop(&self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Instant::now() >= self.stop_at + Duration::from_secs(30),
+            _ = self.shutdown.cancelled() => true,
+        }
+    }
+}
+
+/// Where a drone is in its run.
+struct Pacing {
+    epoch_us: i64,
+    /// Packets sent so far (they are numbered from 0).
+    sent: u64,
+    sends: u32,
+    done: bool,
+}
+
+fn retry_after(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(Duration::from_millis(500), |s| Duration::from_secs_f64(s.clamp(0.05, 30.0)))
+}
+
+/// Appends a JSON array of `count` packets, numbers `first..first + count` of a drone flying at
+/// `hz` since `epoch_us`; written by hand because the bench must not spend the CPU it measures.
+fn write_batch(out: &mut Vec<u8>, epoch_us: i64, hz: f64, first: u64, count: usize) {
+    use std::io::Write;
+    out.push(b'[');
+    for n in first..first + count as u64 {
+        if n != first {
+            out.push(b',');
+        }
+        let ts_us = epoch_us + (n as f64 * 1_000_000.0 / hz) as i64;
+        let phase = (n % 1000) as f64 / 1000.0;
+        let _ = write!(
+            out,
+            r#"{{"ts":"{}","throttle":{:.3},"voltage":{:.2},"current":{:.2},"mah_drawn":{},"rssi":{},"position":[{:.2},{:.2},{:.2}],"gps":{{"lat":{:.6},"lon":{:.6},"alt_m":{:.1}}},"velocity":[{:.2},{:.2},{:.2}],"attitude":[{:.1},{:.1},{:.1}]}}"#,
+            schemas::format_ts(ts_us),
+            0.3 + 0.4 * phase,
+            24.0 - 2.0 * phase,
+            20.0 + 10.0 * phase,
+            n / 10,
+            -60 - (n % 20) as i64,
+            100.0 * phase,
+            -50.0 * phase,
+            30.0 + phase,
+            47.397742 + phase * 1e-3,
+            8.545594 - phase * 1e-3,
+            488.1 + phase,
+            4.0 * phase,
+            -1.0,
+            0.1,
+            2.5 * phase,
+            -8.0 * phase,
+            360.0 * phase - 180.0,
+        );
+    }
+    out.push(b']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_batches_are_valid_and_increasing() {
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut body = Vec::new();
+        write_batch(&mut body, now - 10_000_000, 200.0, 0, 500);
+        let packets = schemas::parse_batch(&body, now).unwrap();
+        assert_eq!(packets.len(), 500);
+        let mut next = Vec::new();
+        write_batch(&mut next, now - 10_000_000, 200.0, 500, 3);
+        let more = schemas::parse_batch(&next, now).unwrap();
+        assert!(more[0].ts_us() > packets[499].ts_us());
+    }
+
+    #[test]
+    fn percentiles_interpolate() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.5), 50.5);
+        assert!((percentile(&values, 0.99) - 99.01).abs() < 1e-9);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

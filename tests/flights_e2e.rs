@@ -1,0 +1,162 @@
+//! Flights end to end: recorded real flights streamed through the API with `flightline send`
+//! become the flights of CONTRACT.md §3 with the metrics of §4 — the same flights and the same
+//! numbers as the pure sessionizer and metrics computed straight from the file — also when the
+//! whole process is killed with `kill -9` in the middle of the stream.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::Deployment;
+use processors::analytics::metrics::{compute, FlightRow, FlightRows};
+use processors::sessionizer::machine::{ClosedFlight, FlightRule, Sessionizer};
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn rows_of(packets: &[Value]) -> Vec<FlightRow> {
+    let triple = |v: &Value| v.as_array().map(|a| [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()]);
+    packets
+        .iter()
+        .map(|p| FlightRow {
+            ts_us: DateTime::parse_from_rfc3339(p["ts"].as_str().unwrap()).unwrap().timestamp_micros(),
+            throttle: p["throttle"].as_f64().unwrap(),
+            voltage: p["voltage"].as_f64(),
+            current: p["current"].as_f64(),
+            mah_drawn: p["mah_drawn"].as_i64(),
+            position: triple(&p["position"]),
+            gps: p.get("gps").map(|g| [g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap(), g["alt_m"].as_f64().unwrap()]),
+            velocity: triple(&p["velocity"]),
+            attitude: triple(&p["attitude"]),
+        })
+        .collect()
+}
+
+/// The flights and metrics the contract defines for one drone's stream, computed without any
+/// service; the stream's end counts as the drone going silent.
+fn expected(drone_id: Uuid, packets: &[Value]) -> Vec<(ClosedFlight, Value)> {
+    let rows = rows_of(packets);
+    let mut machine = Sessionizer::new(FlightRule::default());
+    let mut flights: Vec<ClosedFlight> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| machine.on_packet(drone_id, r.ts_us, r.throttle, 0, i as i64))
+        .collect();
+    flights.extend(machine.close_all());
+    flights
+        .into_iter()
+        .map(|flight| {
+            let mut frame = FlightRows::with_capacity(0);
+            for row in rows.iter().filter(|r| r.ts_us >= flight.start_ts_us && r.ts_us <= flight.end_ts_us) {
+                frame.push(row.clone());
+            }
+            let metrics = compute(&frame, flight.start_ts_us, flight.end_ts_us, FlightRule::default().throttle_threshold).unwrap();
+            (flight, serde_json::to_value(metrics).unwrap())
+        })
+        .collect()
+}
+
+async fn send(deployment: &Deployment, key: &str, file: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
+        .args(["send", "--api-key", key, "--target", &deployment.url(), "--file"])
+        .arg(common::recorded_path(file))
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("flightline send")
+}
+
+/// Waits until the drone has `count` flights, all analysed, and returns them ordered by start.
+async fn analysed_flights(deployment: &Deployment, drone_id: Uuid, count: usize) -> Vec<sqlx::postgres::PgRow> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let rows = sqlx::query("SELECT * FROM flights WHERE drone_id = $1 ORDER BY start_ts")
+            .bind(drone_id)
+            .fetch_all(&deployment.pool)
+            .await
+            .unwrap();
+        let done = rows.iter().filter(|r| r.get::<String, _>("analytics_status") == "done").count();
+        if rows.len() == count && done == count {
+            return rows;
+        }
+        assert!(rows.len() <= count, "more flights than the rule yields: {}", rows.len());
+        assert!(tokio::time::Instant::now() < deadline, "{} flights ({done} analysed) of {count} after {WAIT:?}", rows.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn assert_flights_match(name: &str, stored: &[sqlx::postgres::PgRow], expected: &[(ClosedFlight, Value)]) {
+    assert_eq!(stored.len(), expected.len(), "{name}: flight count");
+    for (row, (flight, metrics)) in stored.iter().zip(expected) {
+        assert_eq!(row.get::<Uuid, _>("id"), flight.flight_id, "{name}: flight id");
+        assert_eq!(row.get::<DateTime<Utc>, _>("start_ts").timestamp_micros(), flight.start_ts_us, "{name}: start");
+        assert_eq!(row.get::<DateTime<Utc>, _>("end_ts").timestamp_micros(), flight.end_ts_us, "{name}: end");
+        assert_eq!(row.get::<i64, _>("packet_count"), flight.packet_count as i64, "{name}: packets");
+        let stored_metrics: Value = row.get("computed_metrics");
+        assert_eq!(&stored_metrics, metrics, "{name}: metrics of flight {}", flight.flight_id);
+        assert_eq!(row.get::<Option<f64>, _>("energy_wh"), metrics["energy_wh"].as_f64(), "{name}: energy_wh column");
+        assert_eq!(row.get::<Option<i32>, _>("analytics_version"), Some(processors::analytics::metrics::ANALYTICS_VERSION));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_flights_become_contract_flights_with_contract_metrics() {
+    let deployment = Deployment::new().await;
+    let child = deployment.start().await;
+    let files = ["px4_robologs_test.jsonl.gz", "ap_spark404_copter.jsonl.gz", "bf_fcblackbox_log00037_200hz.jsonl.gz", "px4_auterion_esc_status.jsonl.gz"];
+    let mut cases = Vec::new();
+    for file in files {
+        let (drone_id, key) = ingest::create_drone(&deployment.pool, file, None).await.unwrap();
+        let status = send(&deployment, &key, file).await.wait().await.unwrap();
+        assert!(status.success(), "send {file}");
+        cases.push((file, drone_id, expected(drone_id, &common::read_recorded(file))));
+    }
+    for (file, drone_id, expected) in &cases {
+        assert!(!expected.is_empty(), "{file} yields no flight at all");
+        let stored = analysed_flights(&deployment, *drone_id, expected.len()).await;
+        assert_flights_match(file, &stored, expected);
+        // The flight's rows are tagged with its id.
+        let tagged: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE flight_id = $1")
+            .bind(expected[0].0.flight_id)
+            .fetch_one(&deployment.pool)
+            .await
+            .unwrap();
+        assert_eq!(tagged, expected[0].0.packet_count as i64, "{file}: rows tagged with the flight id");
+    }
+    drop(child);
+    deployment.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_gives_the_same_flights_and_metrics() {
+    let deployment = Deployment::new().await;
+    let mut child = deployment.start().await;
+    // Several flights, split by the recording's gaps of over 10 s.
+    let file = "dji_mini2_2021-09-05_19-23.jsonl.gz";
+    let (drone_id, key) = ingest::create_drone(&deployment.pool, "mini2", None).await.unwrap();
+    let expected = expected(drone_id, &common::read_recorded(file));
+    assert!(expected.len() > 1);
+    let mut sender = send(&deployment, &key, file).await;
+    // Kill everything once some, but not all, of the stream is in.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw").fetch_one(&deployment.pool).await.unwrap();
+        if rows > 5000 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the stream never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+    let child = deployment.start().await;
+    // `send` retries through the outage, so the whole file gets in.
+    let status = tokio::time::timeout(WAIT, sender.wait()).await.expect("send finished").unwrap();
+    assert!(status.success(), "send survived the restart");
+    let stored = analysed_flights(&deployment, drone_id, expected.len()).await;
+    assert_flights_match(file, &stored, &expected);
+    drop(child);
+    deployment.cleanup().await;
+}
