@@ -41,6 +41,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
+    /// Time the analytics of one synthetic flight (tag, load, polars, write) in the configured
+    /// database; prints the medians of several runs.
+    Analytics {
+        #[arg(long, default_value_t = 360_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

@@ -3,6 +3,7 @@
 //! and calls into here; the roles themselves live in the `ingest` and `processors` crates.
 
 pub mod bench;
+pub mod bench_analytics;
 pub mod client;
 pub mod http;
 pub mod roles;

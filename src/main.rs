@@ -180,5 +180,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Bench { command: flightline::bench::BenchCommand::Analytics { rows, runs } } => {
+            let pool = runtime::connect_postgres(&settings, 2).await?;
+            runtime::migrate(&pool).await?;
+            let report = flightline::bench_analytics::bench_analytics(&pool, rows, runs).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }

@@ -32,13 +32,21 @@ until curl -fsS "http://$addr/readyz" >/dev/null 2>&1; do
   sleep 0.5
 done
 
+# A demo user owns the simulated fleet, so the dashboard shows it after signing in.
+email="${DEMO_EMAIL:-demo@flightline.local}"
+password="${DEMO_PASSWORD:-flightline-demo}"
+curl -sS -o /dev/null -X POST "http://$addr/v1/auth/signup" -H 'content-type: application/json' \
+  -d "{\"email\": \"$email\", \"password\": \"$password\"}" || true
+
 cat <<MSG
 
   Flightline is up.
-    API:        http://$addr   (health: /healthz, readiness: /readyz)
+    Dashboard:  http://$addr/   (sign in as $email / $password)
+    API:        http://$addr/openapi.json   (health: /healthz, readiness: /readyz)
     Logs:       $state/logs/flightline.log
     Database:   psql postgres://flightline:flightline@127.0.0.1:5432/flightline
-  Flying a simulated fleet of ${SIM_DRONES:-3} drones at ${SIM_HZ:-50} Hz; Ctrl-C to stop.
+  Flying a simulated fleet of ${SIM_DRONES:-3} drones at ${SIM_HZ:-50} Hz (flights of 60 s, then
+  12 s on the ground); flights and their analytics appear as they land. Ctrl-C to stop.
 
 MSG
-"$bin" simulate --drones "${SIM_DRONES:-3}" --hz "${SIM_HZ:-50}" --target "http://$addr" || true
+"$bin" simulate --drones "${SIM_DRONES:-3}" --hz "${SIM_HZ:-50}" --owner "$email" --target "http://$addr" || true

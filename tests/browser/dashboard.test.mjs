@@ -146,6 +146,19 @@ await step("a simulated drone's live tile appears and its values change", async 
   await shot("03-fleet.png");
 });
 
+await step("registering a drone shows its API key once and adds its tile", async () => {
+  await page.click("#register-drone");
+  await page.fill("#drone-name", "bench-spare");
+  await page.click("#register-form button[type=submit]");
+  const key = await page.locator("#new-api-key").innerText();
+  check(key.trim().length >= 20, `API key shown is "${key}"`);
+  const tile = page.locator(".tile", { hasText: "bench-spare" });
+  await tile.waitFor();
+  check(await tile.evaluate((element) => element.classList.contains("is-nodata")), "a drone that never flew is not marked as without data");
+  await shot("04-register-drone.png");
+  await page.click("#register-form button.ghost");
+});
+
 let flightHref;
 await step("the drone page lists a finished flight", async () => {
   await page.click(`.tile[data-drone-id="${droneId}"] a.name`);
@@ -165,7 +178,7 @@ await step("the drone page lists a finished flight", async () => {
   flightHref = await row.locator("a").first().getAttribute("href");
   check(/^#\/flights\/[0-9a-f-]{36}$/.test(flightHref ?? ""), `flight link is ${flightHref}`);
   check(await page.locator(".pager a[rel=next]").count() === 0, "an older page is offered with fewer than 20 flights");
-  await shot("04-drone.png");
+  await shot("05-drone.png");
 });
 
 await step("the flight page draws its charts from telemetry", async () => {
@@ -213,7 +226,7 @@ await step("the flight page shows the metrics table", async () => {
   const status = await page.locator("#analytics-status").innerText();
   console.log(`  ${rows} metrics, duration ${duration}, ${status}`);
   await page.mouse.move(0, 0);
-  await shot("05-flight.png");
+  await shot("06-flight.png");
 });
 
 await step("Download CSV saves every raw point of the flight", async () => {
@@ -240,14 +253,14 @@ await step("dark theme and a phone-sized fleet view render", async () => {
   await page.reload();
   await page.locator("#charts .u-over").first().waitFor();
   await page.locator("#metrics, #metrics-pending").first().waitFor({ timeout: 20_000 });
-  await shot("06-flight-dark.png");
+  await shot("07-flight-dark.png");
   await page.emulateMedia({ colorScheme: "light" });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(BASE_URL + "/#/");
   await page.locator(".tile.is-live").first().waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the fleet view is ${overflow}px wider than a phone screen`);
-  await shot("07-fleet-phone.png");
+  await shot("08-fleet-phone.png");
   await page.setViewportSize({ width: 1366, height: 900 });
 });
 

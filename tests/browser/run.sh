@@ -10,11 +10,12 @@
 #      flight's charts and metrics, CSV, recompute (screenshots in tests/browser/screenshots/);
 #   5. stops everything (SIGTERM), drops the database and the topics; exits non-zero on failure.
 #
-# env: BROWSER_FLIGHTS  real: the flight must come from the sessionizer and analytics processors;
-#                       auto (default): as real, but if no flight was closed FLIGHT_SEED_AFTER_S
-#                       seconds after the simulation started, one is inserted by SQL from the
-#                       drone's stored telemetry, as a stand-in while those processors are not
-#                       part of `flightline all` (said loudly in the output).
+# env: BROWSER_FLIGHTS  real (default): the flight must come from the sessionizer and analytics
+#                       processors of `flightline all`;
+#                       auto: as real, but if no flight was closed FLIGHT_SEED_AFTER_S seconds
+#                       after the simulation started, one is inserted by SQL from the drone's
+#                       stored telemetry (a stand-in for a build without those processors; said
+#                       loudly in the output).
 #      FLIGHT_SEED_AFTER_S (default 45), KEEP_LOGS=1 (print flightline's log even on success),
 #      DATABASE_URL (the admin connection; default: the local stack's flightline role).
 set -euo pipefail
@@ -22,7 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bin=$root/target/debug/flightline
-mode=${BROWSER_FLIGHTS:-auto}
+mode=${BROWSER_FLIGHTS:-real}
 seed_after=${FLIGHT_SEED_AFTER_S:-45}
 admin_url=${DATABASE_URL:-postgres://flightline:flightline@127.0.0.1:5432/flightline}
 kafka_libs=${FLIGHTLINE_STACK_DIR:-$root/.stack}/kafka/libs

@@ -82,9 +82,6 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::B
             break;
         }
         if total <= limit {
-            if buffer.is_empty() && total == chunk.len() {
-                buffer.reserve(chunk.len());
-            }
             buffer.extend_from_slice(&chunk);
         }
     }

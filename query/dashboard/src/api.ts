@@ -134,6 +134,7 @@ export const api = {
     }),
   drones: () => json<Drone[]>("GET", "/v1/drones"),
   drone: (id: string) => json<Drone>("GET", `/v1/drones/${enc(id)}`),
+  createDrone: (name: string) => json<Drone & { api_key: string }>("POST", "/v1/drones", { name }),
   live: (id: string) => json<Packet | null>("GET", `/v1/drones/${enc(id)}/live`),
   flights: (droneId: string, limit: number, offset: number) =>
     json<FlightSummary[]>("GET", `/v1/drones/${enc(droneId)}/flights?limit=${limit}&offset=${offset}`),

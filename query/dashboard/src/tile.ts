@@ -21,8 +21,8 @@ export class LiveTile {
   private lastTs: number | null = null;
 
   constructor(readonly drone: Drone, options: { link: boolean; wide?: boolean }) {
-    const field = (name: Field, cls = "value") => {
-      const element = h("span", { class: cls, dataset: { field: name } }, DASH);
+    const field = (name: Field, cls = "value", initial = DASH) => {
+      const element = h("span", { class: cls, dataset: { field: name } }, initial);
       this.fields.set(name, element);
       return element;
     };
@@ -92,7 +92,7 @@ export class LiveTile {
           h("span", { class: "label" }, " Y "),
           field("yaw", "value small"),
         ),
-        field("mode", "mode"),
+        field("mode", "mode", ""),
         this.ageElement,
       ),
     );

@@ -11,9 +11,27 @@ export function fleetView(root: HTMLElement, ctx: ViewContext): () => void {
   const grid = h("section", { class: "tile-grid", id: "fleet", "aria-live": "off" });
   const count = h("span", { class: "count" });
   const body = h("div", { class: "loading" }, "Loading your fleet…");
+  const registerSlot = h("div");
+  const registerButton = h("button", { type: "button", id: "register-drone" }, "Register a drone");
+  registerButton.addEventListener("click", () => {
+    registerButton.disabled = true;
+    mount(registerSlot, registerForm((created) => {
+      registerButton.disabled = false;
+      if (created) load();
+    }, () => {
+      registerButton.disabled = false;
+      mount(registerSlot);
+    }));
+  });
   mount(
     root,
-    h("div", { class: "page-head" }, h("h1", {}, "Fleet ", count), h("p", { class: "sub" }, "Live state of every drone, updated as it flies.")),
+    h(
+      "div",
+      { class: "page-head with-actions" },
+      h("div", {}, h("h1", {}, "Fleet ", count), h("p", { class: "sub" }, "Live state of every drone, updated as it flies.")),
+      h("div", { class: "actions" }, registerButton),
+    ),
+    registerSlot,
     body,
   );
 
@@ -31,8 +49,9 @@ export function fleetView(root: HTMLElement, ctx: ViewContext): () => void {
           "div",
           { class: "empty" },
           h("h2", {}, "No drones yet"),
-          h("p", {}, "Register a drone with ", h("code", {}, "flightline drones create --name NAME --owner " + ctx.email),
-            " or fly a simulated fleet with ", h("code", {}, "flightline simulate --owner " + ctx.email), "."),
+          h("p", {}, "Register one with the button above, or from the command line; a simulated fleet works too:"),
+          h("code", { class: "block" }, `flightline drones create --name quad-1 --owner ${ctx.email}`),
+          h("code", { class: "block" }, `flightline simulate --drones 3 --hz 20 --owner ${ctx.email}`),
         ),
       );
       return;
@@ -80,6 +99,56 @@ export function fleetView(root: HTMLElement, ctx: ViewContext): () => void {
     unsubscribe();
     window.clearInterval(ticker);
   };
+}
+
+/** Name a new drone; on success its API key is shown, this once, with a copy button. */
+function registerForm(done: (created: boolean) => void, cancel: () => void): HTMLElement {
+  const name = h("input", { id: "drone-name", name: "name", required: true, maxlength: 100, placeholder: "e.g. quad-7", autocomplete: "off" });
+  const submit = h("button", { type: "submit", class: "primary" }, "Register");
+  const close = h("button", { type: "button", class: "ghost" }, "Cancel");
+  close.addEventListener("click", cancel);
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    { class: "card register", id: "register-form" },
+    h("div", { class: "card-head" }, h("h2", {}, "Register a drone")),
+    h("div", { class: "inline-form" }, h("label", { for: "drone-name" }, "Name"), name, submit, close),
+    error,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    submit.disabled = true;
+    try {
+      const created = await api.createDrone(name.value.trim());
+      const key = h("code", { class: "block key", id: "new-api-key" }, created.api_key);
+      const copy = h("button", { type: "button" }, "Copy key");
+      copy.addEventListener("click", async () => {
+        try {
+          await navigator.clipboard.writeText(created.api_key);
+          copy.textContent = "Copied";
+        } catch {
+          getSelection()?.selectAllChildren(key); // no clipboard access: select it for Ctrl+C
+        }
+      });
+      const dismiss = h("button", { type: "button", class: "ghost" }, "Done");
+      dismiss.addEventListener("click", cancel);
+      mount(
+        form,
+        h("div", { class: "card-head" }, h("h2", {}, `${created.name} is registered`)),
+        h("p", {}, "Its API key (the drone sends it as ", h("code", {}, "X-API-Key"), "). It is shown only this once: store it in the drone's configuration now."),
+        key,
+        h("div", { class: "actions" }, copy, dismiss),
+      );
+      done(true);
+    } catch (failure) {
+      error.textContent = (failure as Error).message;
+      error.hidden = false;
+      submit.disabled = false;
+    }
+  });
+  queueMicrotask(() => name.focus());
+  return form;
 }
 
 /** The latest state from Redis, so a parked drone's tile is not empty until it moves. */
