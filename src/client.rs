@@ -62,7 +62,9 @@ impl IngestClient {
                 }
                 Err(error) => {
                     maybe_landed |= !error.is_connect();
-                    tracing::debug!(%error, "ingest request failed");
+                    if delivered.retries == 0 {
+                        tracing::warn!(%error, url = %self.url, "ingest request failed; retrying with backoff");
+                    }
                     backoff
                 }
             };

@@ -166,7 +166,11 @@ impl SimDrone {
                     }
                 }
                 let body = serde_json::to_vec(&batch)?;
-                client.post_batch(body).await?;
+                // A drone whose requests keep being refused still stops at Ctrl-C.
+                tokio::select! {
+                    delivered = client.post_batch(body) => { delivered?; }
+                    () = shutdown.cancelled() => break,
+                }
                 packets.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
             }
@@ -182,8 +186,11 @@ impl SimDrone {
         let (throttle, z, vz, angle, speed) = if t < 4.0 {
             (0.15 + 0.1 * t, self.cruise_alt_m * t / 4.0, self.cruise_alt_m / 4.0, 0.0, 0.0)
         } else if t < d - 6.0 {
-            let omega = 12.0 / self.radius_m;
-            (0.48 + wobble, self.cruise_alt_m + 2.0 * (t * 0.4).sin(), 0.8 * (t * 0.4).cos(), omega * (t - 4.0), 12.0)
+            // Whole laps at about 12 m/s, so the descent starts back over the home point.
+            let cruise_s = d - 10.0;
+            let laps = (12.0 * cruise_s / (2.0 * PI * self.radius_m)).round().max(1.0);
+            let omega = 2.0 * PI * laps / cruise_s;
+            (0.48 + wobble, self.cruise_alt_m + 2.0 * (t * 0.4).sin(), 0.8 * (t * 0.4).cos(), omega * (t - 4.0), omega * self.radius_m)
         } else if t < d {
             let left = (d - t) / 6.0;
             (0.36 + wobble, self.cruise_alt_m * left, -self.cruise_alt_m / 6.0, 0.0, 0.0)

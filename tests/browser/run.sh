@@ -16,7 +16,9 @@
 #                       after the simulation started, one is inserted by SQL from the drone's
 #                       stored telemetry (a stand-in for a build without those processors; said
 #                       loudly in the output).
-#      FLIGHT_SEED_AFTER_S (default 45), KEEP_LOGS=1 (print flightline's log even on success),
+#      FLIGHT_SEED_AFTER_S (default 45), BUDGET_S (default 170: seconds from the deployment's
+#      start to the end of the browser run; the whole script then ends well within 3 minutes once
+#      the binary is built), KEEP_LOGS=1 (print flightline's log even on success),
 #      DATABASE_URL (the admin connection; default: the local stack's flightline role).
 set -euo pipefail
 
@@ -49,11 +51,14 @@ fi
   || die "the local stack (Kafka, PostgreSQL, Redis) is not up"
 
 # ---- an isolated deployment ----------------------------------------------------------------
+# From here on the run is bounded: about 3 minutes (BUDGET_S) however slow the machine is.
+budget=${BUDGET_S:-170}
+t_budget=$SECONDS
 run_id=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 db_name=flbrowser_$run_id
 prefix=flbrowser.$run_id.
 db_url=${admin_url%/*}/$db_name
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
 addr=127.0.0.1:$port
 base_url=http://$addr
 work=$(mktemp -d)
@@ -65,7 +70,7 @@ db_created=
 topics_created=
 
 kafka_tool() {
-  timeout --kill-after=5 60 java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+  timeout --kill-after=5 45 java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -cp "$kafka_libs/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$brokers" "$@"
 }
 
@@ -119,10 +124,10 @@ export DATABASE_URL=$db_url FLIGHTLINE_HTTP_ADDR=$addr FLIGHTLINE_TOPIC_PREFIX=$
 export RUST_LOG=${RUST_LOG:-warn}
 "$bin" all >"$log" 2>&1 &
 all_pid=$!
-deadline=$((SECONDS + 60))
+deadline=$((SECONDS + 45))
 until curl -fsS "$base_url/readyz" >/dev/null 2>&1; do
   kill -0 "$all_pid" 2>/dev/null || die "flightline all exited during start-up"
-  ((SECONDS < deadline)) || die "flightline all not ready on $base_url/readyz after 60 s"
+  ((SECONDS < deadline)) || die "flightline all not ready on $base_url/readyz after 45 s"
   sleep 0.3
 done
 say "flightline all ready after $((SECONDS - t0)) s"
@@ -190,9 +195,11 @@ fi
 
 # ---- the browser ---------------------------------------------------------------------------
 rm -rf "$here/screenshots"
+remaining=$((budget - (SECONDS - t_budget) - 10)) # 10 s for stopping and cleaning up
 BASE_URL=$base_url TEST_EMAIL=$email TEST_PASSWORD=$password CHROMIUM=$chromium \
   SCREENSHOT_DIR="$here/screenshots" FLIGHT_WAIT_S=$((seed_after + 40)) \
-  timeout --kill-after=10 150 node "$here/dashboard.test.mjs" || die "the dashboard test failed (screenshots: $here/screenshots)"
+  timeout --kill-after=5 $((remaining > 30 ? remaining : 30)) node "$here/dashboard.test.mjs" \
+  || die "the dashboard test failed or ran out of time (screenshots: $here/screenshots)"
 
 if [[ -e $work/seeded ]]; then
   say "NOTE: the flight checked was seeded by SQL, not closed by the sessionizer (BROWSER_FLIGHTS=real to require one)"

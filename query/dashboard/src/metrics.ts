@@ -61,7 +61,7 @@ export const GROUPS: Group[] = [
       m("pilot_fingerprint.roll_rate_p95_dps", "Roll rate p95", "°/s", 1, "95th percentile of |Δroll/dt|"),
       m("pilot_fingerprint.pitch_rate_p95_dps", "Pitch rate p95", "°/s", 1, "95th percentile of |Δpitch/dt|"),
       m("pilot_fingerprint.yaw_rate_p95_dps", "Yaw rate p95", "°/s", 1, "95th percentile of |Δyaw/dt| (unwrapped)"),
-      m("pilot_fingerprint.throttle_reversals_per_min", "Throttle reversals", "/min", 1, "sign changes of Δthrottle per minute"),
+      m("pilot_fingerprint.throttle_reversals_per_min", "Throttle reversals", "per min", 1, "sign changes of Δthrottle per minute"),
     ],
   },
 ];
@@ -79,7 +79,10 @@ function lookup(metrics: Record<string, unknown>, path: string): unknown {
 
 function show(value: unknown, unit: string, digits: number): string {
   if (value === null || value === undefined) return DASH;
-  if (typeof value === "number") return unit ? `${num(value, digits)} ${unit}` : num(value, digits);
+  if (typeof value === "number") {
+    if (unit === "°") return `${num(value, digits)}°`;
+    return unit ? `${num(value, digits)} ${unit}` : num(value, digits);
+  }
   if (typeof value === "object") return JSON.stringify(value);
   return String(value);
 }

@@ -29,8 +29,9 @@ export class LiveTile {
     const metric = (label: string, name: Field) =>
       h("div", { class: "metric" }, h("span", { class: "label" }, label), field(name));
 
-    this.ageElement = h("span", { class: "age", dataset: { field: "age" } }, "no data yet");
-    this.stateElement = h("span", { class: "state" }, "no data");
+    // GET /v1/drones/{id}/live is null when the drone sent nothing recently (or ever)
+    this.ageElement = h("span", { class: "age", dataset: { field: "age" } }, "no recent data");
+    this.stateElement = h("span", { class: "state" }, "offline");
     this.throttleFill = h("div", { class: "bar-fill" });
 
     const sky = svg("rect", { x: -60, y: -120, width: 120, height: 120, class: "sky" });
