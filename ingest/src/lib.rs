@@ -137,6 +137,7 @@ impl AppState {
         if let Err(wait) = self.drone_rate.take(drone_id, packets.len() as f64) {
             return Err(ApiError::RateLimited { retry_after_s: limits::retry_after_secs(wait) });
         }
+        let started = std::time::Instant::now();
         let turn = self.order.begin(drone_id, first_ts_us).await.map_err(|error| match error {
             OrderError::Stale { last_us } => ApiError::InvalidPackets(vec![FieldError {
                 index: 0,
@@ -152,6 +153,7 @@ impl AppState {
                 ApiError::Unavailable { retry_after_s: 1 }
             }
         })?;
+        let reserved = started.elapsed();
         let received_at_us = chrono::Utc::now().timestamp_micros();
         let count = packets.len();
         let records: Vec<TelemetryRecord> = packets
@@ -160,7 +162,12 @@ impl AppState {
             .collect();
         match self.publisher.append(&records, traceparent).await {
             Ok(()) => {
+                let appended = started.elapsed();
                 turn.commit(last_ts_us).await;
+                let total = started.elapsed();
+                if total > SLOW_BATCH {
+                    tracing::warn!(?reserved, ?appended, ?total, count, "slow batch");
+                }
                 Ok(Accepted { count, last_ts_us })
             }
             Err(error) => {
@@ -171,6 +178,9 @@ impl AppState {
         }
     }
 }
+
+/// A batch whose reserve → append → commit takes longer than this is logged with its timings.
+const SLOW_BATCH: Duration = Duration::from_millis(50);
 
 /// A batch Kafka acknowledged.
 #[derive(Debug, Clone, Copy)]

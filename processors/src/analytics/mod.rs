@@ -206,14 +206,16 @@ impl Processor for Analytics {
 }
 
 /// The flight's rows, ordered by ts, in one query returning one array per column: decoding 17
-/// arrays is far cheaper than decoding hundreds of thousands of rows.
+/// arrays is far cheaper than decoding hundreds of thousands of rows. The rows are not sorted by
+/// the database (that doubled the query time on a 360 000-row flight); they usually come in ts
+/// order anyway, and are put in order here when they do not.
 pub async fn load_rows(pool: &PgPool, drone_id: Uuid, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<FlightRows> {
     type Column = Vec<Option<f64>>;
     let row = sqlx::query(
         "SELECT array_agg(ts), array_agg(throttle), array_agg(voltage), array_agg(current), array_agg(mah_drawn),
                 array_agg(x), array_agg(y), array_agg(z), array_agg(lat), array_agg(lon), array_agg(alt_m),
                 array_agg(vx), array_agg(vy), array_agg(vz), array_agg(roll), array_agg(pitch), array_agg(yaw)
-         FROM (SELECT * FROM telemetry_raw WHERE drone_id = $1 AND ts BETWEEN $2 AND $3 ORDER BY ts) AS flight",
+         FROM telemetry_raw WHERE drone_id = $1 AND ts BETWEEN $2 AND $3",
     )
     .bind(drone_id)
     .bind(start)
@@ -244,8 +246,6 @@ pub async fn load_rows(pool: &PgPool, drone_id: Uuid, start: DateTime<Utc>, end:
         pitch: column(15)?,
         yaw: column(16)?,
     };
-    // array_agg follows the ordered subquery in PostgreSQL; should a plan ever change that, the
-    // rows are put back in order rather than analysed out of order.
     if !rows.ts_us.is_sorted() {
         let mut order: Vec<usize> = (0..rows.ts_us.len()).collect();
         order.sort_by_key(|&i| rows.ts_us[i]);
