@@ -242,8 +242,10 @@ pub struct FlightClosed {
     pub rule: FlightRule,
 }
 
-/// The sessionizer rule's parameters (CONTRACT.md §3).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The sessionizer rule's parameters (CONTRACT.md §3). Serde form (the sessionizer's snapshots,
+/// configuration): missing keys take the contract's defaults, unknown keys are an error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FlightRule {
     /// T: throttle at or above which the drone is flying.
     pub throttle_threshold: f64,

@@ -11,40 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Namespace of the UUIDv5 flight ids (CONTRACT.md §3).
-const FLIGHT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c5a52_7a1e_4c63_9d7c_2b0e5d1f8a90);
-
-/// The configurable thresholds of the flight rule (CONTRACT.md §3). Changing them and replaying
-/// recomputes flights.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FlightRule {
-    /// T: a packet with `throttle >= T` opens a flight or ends an idle run.
-    pub throttle_threshold: f64,
-    /// W: an idle run (consecutive packets with `throttle < T`) lasting at least this long
-    /// (ts of the current packet minus ts of the run's first packet) closes the flight.
-    pub idle_window_us: i64,
-    /// G: consecutive packets more than this apart close the open flight at the earlier one;
-    /// also the wall-clock silence after which a drone's open flight is closed.
-    pub gap_us: i64,
-    /// Flights with `end_ts - start_ts` below this are discarded (exactly this long is kept).
-    pub min_duration_us: i64,
-}
-
-impl Default for FlightRule {
-    fn default() -> Self {
-        Self {
-            throttle_threshold: 0.05,
-            idle_window_us: 10_000_000,
-            gap_us: 10_000_000,
-            min_duration_us: 1_000_000,
-        }
-    }
-}
+/// The configurable thresholds of the flight rule (CONTRACT.md §3), as the wire contract defines
+/// them. Changing them and replaying recomputes flights.
+pub use schemas::FlightRule;
 
 /// A flight that the rule has closed and kept: what the shell publishes as `FlightClosed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,21 +245,8 @@ impl Sessionizer {
     }
 }
 
-/// The deterministic flight id of CONTRACT.md §3: UUIDv5 with namespace
-/// `6f1c5a52-7a1e-4c63-9d7c-2b0e5d1f8a90` over `<drone_id>/<start_ts>`, the drone id lowercase
-/// hyphenated and start_ts as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, six fractional digits).
-///
-/// Same definition as `schemas::flight_id` (to be deduplicated into it). A start_ts outside
-/// chrono's range (±262 000 years, which validated packets never reach) is written as the
-/// plain number of microseconds.
-pub fn flight_id(drone_id: Uuid, start_ts_us: i64) -> Uuid {
-    let start = match DateTime::from_timestamp_micros(start_ts_us) {
-        Some(ts) => ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        None => start_ts_us.to_string(),
-    };
-    let name = format!("{}/{}", drone_id.as_hyphenated(), start);
-    Uuid::new_v5(&FLIGHT_ID_NAMESPACE, name.as_bytes())
-}
+/// The deterministic flight id of CONTRACT.md §3 (defined with the wire contract).
+pub use schemas::flight_id;
 
 #[cfg(test)]
 mod tests {

@@ -130,12 +130,7 @@ impl SessionizerProcessor {
                 packet_count: flight.packet_count as i64,
                 partition: flight.partition,
                 last_offset: flight.last_offset,
-                rule: schemas::FlightRule {
-                    throttle_threshold: rule.throttle_threshold,
-                    idle_window_us: rule.idle_window_us,
-                    gap_us: rule.gap_us,
-                    min_duration_us: rule.min_duration_us,
-                },
+                rule,
             });
             let payload = schemas::encode_flight_event(&event);
             let key = flight.drone_id.to_string();
