@@ -41,6 +41,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
+    /// Ingest → live latency against a running `flightline all`: Redis channel and SSE stream.
+    E2e {
+        #[arg(long, default_value_t = 100)]
+        drones: u32,
+        /// Packets per second per drone.
+        #[arg(long, default_value_t = 100.0)]
+        hz: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Base URL of the API (default: http://FLIGHTLINE_HTTP_ADDR).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Time the analytics of one synthetic flight (tag, load, polars, write) in the configured
     /// database; prints the medians of several runs.
     Analytics {

@@ -180,6 +180,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Bench { command: flightline::bench::BenchCommand::E2e { drones, hz, seconds, target } } => {
+            let options = flightline::bench_e2e::E2eOptions {
+                drones,
+                hz,
+                seconds,
+                target: target.unwrap_or_else(default_target),
+                redis_url: settings.redis_url.clone(),
+            };
+            let report = flightline::bench_e2e::bench_e2e(options).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Bench { command: flightline::bench::BenchCommand::Analytics { rows, runs } } => {
             let pool = runtime::connect_postgres(&settings, 2).await?;
             runtime::migrate(&pool).await?;

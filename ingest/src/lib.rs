@@ -180,7 +180,7 @@ impl AppState {
 }
 
 /// A batch whose reserve → append → commit takes longer than this is logged with its timings.
-const SLOW_BATCH: Duration = Duration::from_millis(50);
+pub(crate) const SLOW_BATCH: Duration = Duration::from_millis(50);
 
 /// A batch Kafka acknowledged.
 #[derive(Debug, Clone, Copy)]

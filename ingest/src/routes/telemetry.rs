@@ -44,11 +44,13 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
     )
 )]
 pub async fn post(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let drone_id = state.authenticate(api_key, client).await?;
+    let authenticated = started.elapsed();
     if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -57,7 +59,12 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Result<(St
     let bytes = decompress(encoding, &raw, MAX_BODY_BYTES)?;
     let packets = schemas::parse_batch(&bytes, Utc::now().timestamp_micros()).map_err(batch_error)?;
     drop(bytes);
+    let parsed = started.elapsed();
     let accepted = state.accept(drone_id, packets, &crate::traceparent(headers)).await?;
+    let total = started.elapsed();
+    if total > crate::SLOW_BATCH {
+        tracing::warn!(?authenticated, ?parsed, ?total, %drone_id, "slow request");
+    }
     Ok((StatusCode::CREATED, Json(json!({ "ingested": accepted.count }))))
 }
 

@@ -1,0 +1,211 @@
+//! `flightline bench e2e`: how long after an ingest request returns its packets are live — on the
+//! Redis channel the live group publishes to, and on a dashboard's SSE stream — against a running
+//! `flightline all`. One process timestamps both ends: a packet's reference time is the moment its
+//! POST returned 201, its arrival the moment the event was read. A packet seen before its request
+//! returned counts as 0 ms. The SSE stream conflates per drone (newest state wins), so under load it
+//! carries fewer events than packets; every event it does carry is measured.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+pub struct E2eOptions {
+    pub drones: u32,
+    pub hz: f64,
+    pub seconds: f64,
+    pub target: String,
+    pub redis_url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct E2eReport {
+    pub drones: u32,
+    pub seconds: f64,
+    pub packets: u64,
+    pub packets_per_s: f64,
+    pub redis_events: usize,
+    pub redis_p50_ms: f64,
+    pub redis_p99_ms: f64,
+    pub sse_events: usize,
+    pub sse_p50_ms: f64,
+    pub sse_p99_ms: f64,
+    pub errors: u64,
+}
+
+type Acked = Arc<Mutex<HashMap<(String, String), Instant>>>;
+type Arrivals = Arc<Mutex<Vec<((String, String), Instant)>>>;
+
+pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
+    anyhow::ensure!(options.drones >= 1 && options.hz > 0.0 && options.seconds > 0.0, "drones, hz and seconds must be positive");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let url = options.target.trim_end_matches('/').to_owned();
+    let token = sign_up(&http, &url).await?;
+    let mut drones = Vec::new();
+    for i in 0..options.drones {
+        let drone: Value = http
+            .post(format!("{url}/v1/drones"))
+            .bearer_auth(&token)
+            .json(&json!({"name": format!("bench-e2e-{i}")}))
+            .send()
+            .await?
+            .error_for_status()
+            .context("creating a bench drone")?
+            .json()
+            .await?;
+        drones.push((drone["id"].as_str().unwrap_or_default().to_owned(), drone["api_key"].as_str().unwrap_or_default().to_owned()));
+    }
+
+    let redis_arrivals: Arrivals = Arc::default();
+    let sse_arrivals: Arrivals = Arc::default();
+    let client = redis::Client::open(options.redis_url.as_str())?;
+    let mut pubsub = client.get_async_pubsub().await.context("connecting to redis")?;
+    pubsub.psubscribe(format!("{}*", schemas::LIVE_CHANNEL_PREFIX)).await?;
+    let redis_task = {
+        let arrivals = redis_arrivals.clone();
+        tokio::spawn(async move {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let now = Instant::now();
+                if let Ok(payload) = message.get_payload::<String>() {
+                    if let Some(key) = event_key(&payload) {
+                        arrivals.lock().expect("arrivals").push((key, now));
+                    }
+                }
+            }
+        })
+    };
+    let sse = http
+        .get(format!("{url}/v1/live/stream?access_token={token}"))
+        .send()
+        .await?
+        .error_for_status()
+        .context("opening the SSE stream")?;
+    let sse_task = {
+        let arrivals = sse_arrivals.clone();
+        tokio::spawn(async move {
+            let mut bytes = sse.bytes_stream();
+            let mut buffer = String::new();
+            while let Some(Ok(chunk)) = bytes.next().await {
+                let now = Instant::now();
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find('\n') {
+                    let line: String = buffer.drain(..=end).collect();
+                    if let Some(data) = line.strip_prefix("data:") {
+                        if let Some(key) = event_key(data.trim()) {
+                            arrivals.lock().expect("arrivals").push((key, now));
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    // Batches of ~20 ms per drone.
+    let per_batch = ((options.hz / 50.0).round() as usize).max(1);
+    let interval = Duration::from_secs_f64(per_batch as f64 / options.hz);
+    let acked: Acked = Arc::default();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(options.seconds);
+    let mut senders = tokio::task::JoinSet::new();
+    for (drone_id, key) in drones {
+        let (http, url, acked) = (http.clone(), url.clone(), acked.clone());
+        senders.spawn(async move {
+            let (mut sent, mut errors) = (0u64, 0u64);
+            let mut ticker = tokio::time::interval(interval);
+            let mut last_us = 0i64;
+            while Instant::now() < deadline {
+                ticker.tick().await;
+                let mut batch = Vec::with_capacity(per_batch);
+                for _ in 0..per_batch {
+                    let ts_us = chrono::Utc::now().timestamp_micros().max(last_us + 1);
+                    last_us = ts_us;
+                    batch.push(schemas::format_ts(ts_us));
+                }
+                let body: Vec<Value> = batch.iter().map(|ts| json!({"ts": ts, "throttle": 0.5, "voltage": 22.2, "current": 12.5})).collect();
+                match http.post(format!("{url}/v1/telemetry")).header("x-api-key", &key).json(&body).send().await {
+                    Ok(response) if response.status() == 201 => {
+                        let now = Instant::now();
+                        let mut acked = acked.lock().expect("acked");
+                        for ts in batch {
+                            acked.insert((drone_id.clone(), ts), now);
+                        }
+                        sent += per_batch as u64;
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (sent, errors)
+        });
+    }
+    let (mut packets, mut errors) = (0, 0);
+    while let Some(joined) = senders.join_next().await {
+        let (sent, failed) = joined?;
+        packets += sent;
+        errors += failed;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Let the last events arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis_task.abort();
+    sse_task.abort();
+    if packets == 0 {
+        bail!("no packet was acknowledged ({errors} errors): is `flightline all` running at {url}?");
+    }
+    let acked = acked.lock().expect("acked");
+    let latencies = |arrivals: &Arrivals| -> Vec<f64> {
+        let arrivals = arrivals.lock().expect("arrivals");
+        let mut ms: Vec<f64> = arrivals
+            .iter()
+            .filter_map(|(key, at)| acked.get(key).map(|sent| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0))
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms
+    };
+    let redis = latencies(&redis_arrivals);
+    let sse = latencies(&sse_arrivals);
+    Ok(E2eReport {
+        drones: options.drones,
+        seconds: round(seconds),
+        packets,
+        packets_per_s: round(packets as f64 / seconds),
+        redis_events: redis.len(),
+        redis_p50_ms: percentile(&redis, 0.50),
+        redis_p99_ms: percentile(&redis, 0.99),
+        sse_events: sse.len(),
+        sse_p50_ms: percentile(&sse, 0.50),
+        sse_p99_ms: percentile(&sse, 0.99),
+        errors,
+    })
+}
+
+async fn sign_up(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let email = format!("bench-{}@flightline.local", uuid::Uuid::new_v4().simple());
+    let credentials = json!({"email": email, "password": "bench-password-1"});
+    http.post(format!("{url}/v1/auth/signup")).json(&credentials).send().await?.error_for_status().context("signing up the bench user")?;
+    let token: Value = http.post(format!("{url}/v1/auth/token")).json(&credentials).send().await?.error_for_status()?.json().await?;
+    token["access_token"].as_str().map(str::to_owned).context("no access_token in the token response")
+}
+
+/// `(drone_id, ts)` of a live event's JSON.
+fn event_key(json: &str) -> Option<(String, String)> {
+    let value: Value = serde_json::from_str(json).ok()?;
+    Some((value["drone_id"].as_str()?.to_owned(), value["ts"].as_str()?.to_owned()))
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    round(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
+}
+
+fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
