@@ -1,9 +1,9 @@
 //! `flightline bench ingest`: a simulated fleet against a running ingest API, measured.
 //!
 //! It registers `drones` new drones in the database the target uses, then each drone produces
-//! packets at `hz` (ts = real time) and sends what it has accumulated every `batch / hz`
-//! seconds (clamped to 10 ms – 1 s, at most 500 packets a request), one request at a time per
-//! drone, over its own connection (HTTP keep-alive, or one WebSocket per drone). A refused
+//! packets at `hz` (ts = real time) for `seconds` and sends what it has accumulated every
+//! `batch / hz` seconds (clamped to 10 ms – 1 s, at most 500 packets a request; the drones'
+//! schedules are staggered over one such period), one request at a time per drone, over its own connection (HTTP keep-alive, or one WebSocket per drone). A refused
 //! request (429, 503, error frame) counts as an error and is retried after its `Retry-After`, so
 //! the order of `ts` is kept. Latency is measured per acknowledged request: from just before the
 //! request is written to the 201 (or the WebSocket ack) being read.
@@ -115,17 +115,18 @@ pub async fn bench_ingest(pool: &PgPool, options: BenchOptions, shutdown: Cancel
         .build()?;
     let totals = Arc::new(Totals::default());
     let started = Instant::now();
-    let stop_at = started + Duration::from_secs_f64(options.seconds);
+    let run = Duration::from_secs_f64(options.seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for (index, key) in keys.into_iter().enumerate() {
+        // Each drone flies `seconds`, starting at its own phase of the first period, so the
+        // drones' requests (the last, partial, one included) are spread evenly in time.
+        let drone_start = started + period.mul_f64(index as f64 / options.drones as f64);
         let drone = Drone {
             key,
             hz: options.hz,
             period,
-            // Spread the drones' send times over one period.
-            phase: period.mul_f64(index as f64 / options.drones as f64),
-            started,
-            stop_at,
+            started: drone_start,
+            stop_at: drone_start + run,
             totals: totals.clone(),
             shutdown: shutdown.clone(),
         };
@@ -180,7 +181,6 @@ struct Drone {
     key: String,
     hz: f64,
     period: Duration,
-    phase: Duration,
     started: Instant,
     stop_at: Instant,
     totals: Arc<Totals>,
@@ -196,7 +196,7 @@ impl Drone {
             return None;
         }
         pacing.sends += 1;
-        let mut due = self.started + self.phase + self.period * pacing.sends;
+        let mut due = self.started + self.period * pacing.sends;
         if due >= self.stop_at {
             due = self.stop_at;
             pacing.done = true;

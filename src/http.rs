@@ -1,13 +1,17 @@
 //! The HTTP surface of a process: the routers of the roles it runs, merged, plus the endpoints
-//! every process serves once — `/healthz`, `/readyz` (its dependencies answer) and
-//! `/openapi.json`.
+//! every process serves once — `/healthz`, `/readyz` (its dependencies answer), `/metrics`
+//! (Prometheus text), `/openapi.json` and `/docs` (a browsable reader of it) — and the request
+//! metrics middleware around all of it.
 
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::{BaseProducer, Producer};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -20,11 +24,19 @@ pub struct Readiness {
     pub redis: Option<redis::aio::ConnectionManager>,
 }
 
-pub fn common_routes(readiness: Readiness) -> Router {
+pub fn common_routes(readiness: Readiness, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(readiness)
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }
+            }),
+        )
+        .route("/docs", get(|| async { Html(include_str!("assets/docs.html")) }))
         .route("/openapi.json", get(|| async {
             // One document for every role: query's merged with ingest's.
             let mut document = query::openapi();
@@ -66,4 +78,22 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Value>)
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
+}
+
+/// Counts every request by method, route template and status, and records its duration.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    // The route template (`/v1/drones/{id}`), never the raw path: ids would explode the series.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("flightline_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("flightline_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response.into_response()
 }

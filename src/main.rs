@@ -110,6 +110,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let settings = Settings::load()?;
+    // Installed before any role starts, so no early measurement is lost.
+    let _ = runtime::metrics();
     let default_target = || format!("http://{}", settings.http_addr);
     match command {
         Command::All => roles::all(&settings, runtime::shutdown_token()).await,

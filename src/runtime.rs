@@ -22,6 +22,18 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The process-wide Prometheus recorder (installed on first use) whose handle renders `/metrics`.
+pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
 /// The root token: cancelled on the first SIGINT or SIGTERM. Every task gets a child of it.
 pub fn shutdown_token() -> CancellationToken {
     let token = CancellationToken::new();

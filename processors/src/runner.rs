@@ -268,6 +268,7 @@ pub async fn run<P: Processor>(
         if !batch.messages.is_empty() {
             // A batch in flight is finished even when shutdown is requested meanwhile: that is
             // the drain. Only the retry backoff gives way to shutdown.
+            let started = std::time::Instant::now();
             let mut backoff = Backoff::default();
             while let Err(error) = processor.handle(&batch).await {
                 if let Err(error) = backoff.wait_or_fail(error, &shutdown).await {
@@ -278,6 +279,9 @@ pub async fn run<P: Processor>(
                     return Err(error);
                 }
             }
+            let group = config.group_id.clone();
+            metrics::counter!("flightline_processor_messages_total", "group" => group.clone()).increment(batch.messages.len() as u64);
+            metrics::histogram!("flightline_processor_batch_seconds", "group" => group).record(started.elapsed().as_secs_f64());
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &batch.next_offsets {
@@ -354,6 +358,7 @@ async fn dead_letter(
     message: &RawMessage,
     reason: &str,
 ) -> Result<()> {
+    metrics::counter!("flightline_processor_dead_letters_total", "group" => config.group_id.clone()).increment(1);
     tracing::warn!(
         group = %config.group_id,
         topic = %config.topic,

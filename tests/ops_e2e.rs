@@ -1,0 +1,43 @@
+//! The operational endpoints of a running `flightline all`: health, readiness, Prometheus
+//! metrics, the OpenAPI document and its browsable reader.
+
+mod common;
+
+use common::Deployment;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_openapi_and_docs_are_served() {
+    let deployment = Deployment::new().await;
+    let child = deployment.start().await;
+    let url = deployment.url();
+    let http = reqwest::Client::new();
+
+    assert_eq!(http.get(format!("{url}/healthz")).send().await.unwrap().status(), 200);
+    let ready: Value = http.get(format!("{url}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready, serde_json::json!({"kafka": "up", "postgres": "up", "redis": "up"}));
+
+    // A refused request is counted under its route template, never its raw path.
+    let refused = http.post(format!("{url}/v1/telemetry")).json(&serde_json::json!([])).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("flightline_http_requests_total{") && l.contains(r#"route="/v1/telemetry""#) && l.contains(r#"status="401""#)),
+        "{text}"
+    );
+
+    let document: Value = http.get(format!("{url}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"), "{}", document["openapi"]);
+    for path in ["/v1/telemetry", "/v1/auth/token", "/v1/drones/{id}/live", "/v1/flights/{id}", "/v1/flights/{id}/recompute"] {
+        assert!(document["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    let docs = http.get(format!("{url}/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("/openapi.json"));
+
+    drop(child);
+    deployment.cleanup().await;
+}
