@@ -106,7 +106,16 @@ fn assert_flights_match(name: &str, stored: &[sqlx::postgres::PgRow], expected: 
 async fn recorded_flights_become_contract_flights_with_contract_metrics() {
     let deployment = Deployment::new().await;
     let child = deployment.start().await;
-    let files = ["px4_robologs_test.jsonl.gz", "ap_spark404_copter.jsonl.gz", "bf_fcblackbox_log00037_200hz.jsonl.gz", "px4_auterion_esc_status.jsonl.gz"];
+    // Every recorded log but the Mini 2 (that one is the kill -9 test's).
+    let files = [
+        "px4_pyulog_sample_small.jsonl.gz",
+        "px4_robologs_test.jsonl.gz",
+        "px4_auterion_esc_status.jsonl.gz",
+        "ap_spark404_copter.jsonl.gz",
+        "bf_fcblackbox_log00037_50hz.jsonl.gz",
+        "bf_fcblackbox_log00037_200hz.jsonl.gz",
+        "dji_air2s_2021-09-05_19-48.jsonl.gz",
+    ];
     let mut cases = Vec::new();
     for file in files {
         let (drone_id, key) = ingest::create_drone(&deployment.pool, file, None).await.unwrap();
@@ -118,6 +127,14 @@ async fn recorded_flights_become_contract_flights_with_contract_metrics() {
         assert!(!expected.is_empty(), "{file} yields no flight at all");
         let stored = analysed_flights(&deployment, *drone_id, expected.len()).await;
         assert_flights_match(file, &stored, expected);
+        for (flight, metrics) in expected {
+            // Plausible, not just equal: real flights draw energy, at a real voltage.
+            let energy = metrics["energy_wh"].as_f64().expect("energy_wh");
+            assert!(energy.is_finite() && energy > 0.0, "{file}: energy_wh {energy} of {}", flight.flight_id);
+            let (min_v, max_v) = (metrics["min_voltage"].as_f64().unwrap(), metrics["max_voltage"].as_f64().unwrap());
+            assert!(0.0 < min_v && min_v <= max_v && max_v < 60.0, "{file}: voltage {min_v}..{max_v}");
+            assert!(metrics["duration_s"].as_f64().unwrap() >= 1.0, "{file}: duration");
+        }
         // The flight's rows are tagged with its id.
         let tagged: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE flight_id = $1")
             .bind(expected[0].0.flight_id)
