@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bench_analytics;
 pub mod bench_e2e;
+pub mod bench_store;
 pub mod client;
 pub mod http;
 pub mod roles;

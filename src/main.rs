@@ -201,5 +201,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Bench { command: flightline::bench::BenchCommand::Store { rows, batch, runs } } => {
+            let report = flightline::bench_store::bench_store(&settings.database_url, rows, batch, runs).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }

@@ -166,7 +166,7 @@ impl AppState {
                 turn.commit(last_ts_us).await;
                 let total = started.elapsed();
                 if total > SLOW_BATCH {
-                    tracing::warn!(?reserved, ?appended, ?total, count, "slow batch");
+                    tracing::debug!(?reserved, ?appended, ?total, count, "slow batch");
                 }
                 Ok(Accepted { count, last_ts_us })
             }

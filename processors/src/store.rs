@@ -126,32 +126,32 @@ pub async fn stored_offsets(pool: &PgPool, group_id: &str, topic: &str) -> Resul
 
 /// A batch of records pivoted into one array per column, the shape `UNNEST` binds.
 #[derive(Default)]
-struct Columns {
-    drone_id: Vec<uuid::Uuid>,
-    ts: Vec<DateTime<Utc>>,
-    received_at: Vec<DateTime<Utc>>,
-    throttle: Vec<f64>,
-    voltage: Vec<Option<f64>>,
-    current: Vec<Option<f64>>,
-    mah_drawn: Vec<Option<i64>>,
-    rssi: Vec<Option<i32>>,
-    x: Vec<Option<f64>>,
-    y: Vec<Option<f64>>,
-    z: Vec<Option<f64>>,
-    lat: Vec<Option<f64>>,
-    lon: Vec<Option<f64>>,
-    alt_m: Vec<Option<f64>>,
-    vx: Vec<Option<f64>>,
-    vy: Vec<Option<f64>>,
-    vz: Vec<Option<f64>>,
-    roll: Vec<Option<f64>>,
-    pitch: Vec<Option<f64>>,
-    yaw: Vec<Option<f64>>,
-    extra: Vec<Option<String>>,
+pub struct Columns {
+    pub drone_id: Vec<uuid::Uuid>,
+    pub ts: Vec<DateTime<Utc>>,
+    pub received_at: Vec<DateTime<Utc>>,
+    pub throttle: Vec<f64>,
+    pub voltage: Vec<Option<f64>>,
+    pub current: Vec<Option<f64>>,
+    pub mah_drawn: Vec<Option<i64>>,
+    pub rssi: Vec<Option<i32>>,
+    pub x: Vec<Option<f64>>,
+    pub y: Vec<Option<f64>>,
+    pub z: Vec<Option<f64>>,
+    pub lat: Vec<Option<f64>>,
+    pub lon: Vec<Option<f64>>,
+    pub alt_m: Vec<Option<f64>>,
+    pub vx: Vec<Option<f64>>,
+    pub vy: Vec<Option<f64>>,
+    pub vz: Vec<Option<f64>>,
+    pub roll: Vec<Option<f64>>,
+    pub pitch: Vec<Option<f64>>,
+    pub yaw: Vec<Option<f64>>,
+    pub extra: Vec<Option<String>>,
 }
 
 impl Columns {
-    fn from_messages<'a>(messages: impl Iterator<Item = &'a Message<TelemetryRecord>>) -> Self {
+    pub fn from_messages<'a>(messages: impl Iterator<Item = &'a Message<TelemetryRecord>>) -> Self {
         let mut c = Columns::default();
         for message in messages {
             let r = &message.record;
@@ -181,7 +181,7 @@ impl Columns {
     }
 }
 
-async fn insert_rows(tx: &mut sqlx::PgConnection, c: &Columns) -> Result<()> {
+pub async fn insert_rows(tx: &mut sqlx::PgConnection, c: &Columns) -> Result<()> {
     sqlx::query(
         "INSERT INTO telemetry_raw (drone_id, ts, received_at, throttle, voltage, current,
              mah_drawn, rssi, x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra)

@@ -63,7 +63,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Result<(St
     let accepted = state.accept(drone_id, packets, &crate::traceparent(headers)).await?;
     let total = started.elapsed();
     if total > crate::SLOW_BATCH {
-        tracing::warn!(?authenticated, ?parsed, ?total, %drone_id, "slow request");
+        tracing::debug!(?authenticated, ?parsed, ?total, %drone_id, "slow request");
     }
     Ok((StatusCode::CREATED, Json(json!({ "ingested": accepted.count }))))
 }

@@ -1,0 +1,360 @@
+//! `flightline bench store`: the store group's batched write into `telemetry_raw`, two ways.
+//!
+//! (a) the store's own statement (`processors::store::insert_rows`: one
+//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (drone_id, ts) DO NOTHING`), and (b) binary `COPY`
+//! into a temporary staging table followed by `INSERT INTO telemetry_raw SELECT … FROM staging ON
+//! CONFLICT (drone_id, ts) DO NOTHING` (the dedupe is required, so a plain `COPY` into the table is
+//! not an option). Each batch is one transaction shaped like the store's: lock the group's offset
+//! rows (`FOR UPDATE`), write the rows, advance the offsets, commit.
+//!
+//! Everything runs in a scratch database created for the bench and dropped afterwards. The rows
+//! are generated up front (50 drones at 200 Hz, interleaved as the log would deliver them, every
+//! column filled, `extra` JSON on every 10th row) and pivoted with the store's own
+//! `Columns::from_messages`, so both methods start from the same in-memory batch; encoding the
+//! `COPY` stream is part of the COPY method's time. Before each method's run `telemetry_raw` is
+//! truncated, and the order of the methods alternates between runs. The first run checks that
+//! both methods stored identical rows.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use processors::store::Columns;
+use processors::Message;
+use schemas::{Attitude, ExtraValue, Gps, TelemetryRecord, Vec3};
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+const DRONES: usize = 50;
+const HZ: i64 = 200;
+const PARTITIONS: i32 = 6;
+const GROUP: &str = "bench-store";
+const TOPIC: &str = "telemetry.v1";
+
+#[derive(Debug, Serialize)]
+pub struct StoreBenchReport {
+    pub rows: usize,
+    pub batch: usize,
+    pub runs: usize,
+    /// Medians over the runs: rows / wall time of the run (all batches, one transaction each).
+    pub unnest_rows_per_s: f64,
+    pub copy_rows_per_s: f64,
+    /// Medians over the runs of each run's median batch transaction (begin → commit), ms.
+    pub unnest_batch_ms_p50: f64,
+    pub copy_batch_ms_p50: f64,
+    /// copy_rows_per_s / unnest_rows_per_s: above 1 means COPY is faster.
+    pub ratio: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Unnest,
+    Copy,
+}
+
+struct RunFigures {
+    rows_per_s: f64,
+    batch_ms_p50: f64,
+}
+
+/// Creates a scratch database next to the one `database_url` names, runs the bench in it, and
+/// drops it again (also when the bench fails).
+pub async fn bench_store(database_url: &str, rows: usize, batch: usize, runs: usize) -> anyhow::Result<StoreBenchReport> {
+    anyhow::ensure!(rows >= 1 && batch >= 1 && runs >= 1, "--rows, --batch and --runs must be positive");
+    let admin_options = PgConnectOptions::from_str(database_url).context("parsing the database url")?;
+    let db_name = format!("flightline_bench_store_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = admin_options.connect().await.context("connecting PostgreSQL")?;
+    sqlx::raw_sql(&format!(r#"CREATE DATABASE "{db_name}""#)).execute(&mut admin).await.context("creating the scratch database")?;
+    let result = async {
+        let pool = PgPoolOptions::new().max_connections(1).connect_with(admin_options.clone().database(&db_name)).await?;
+        crate::runtime::migrate(&pool).await?;
+        let result = run_bench(&pool, rows, batch, runs).await;
+        pool.close().await;
+        result
+    }
+    .await;
+    let dropped = sqlx::raw_sql(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&mut admin).await;
+    let _ = admin.close().await;
+    let report = result?;
+    dropped.context("dropping the scratch database")?;
+    Ok(report)
+}
+
+async fn run_bench(pool: &PgPool, rows: usize, batch: usize, runs: usize) -> anyhow::Result<StoreBenchReport> {
+    processors::store::ensure_partitions(pool).await?;
+    let batches = synthetic_batches(rows, batch);
+    let mut unnest = Vec::with_capacity(runs);
+    let mut copy = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let order = if run % 2 == 0 { [Method::Unnest, Method::Copy] } else { [Method::Copy, Method::Unnest] };
+        let mut digests = Vec::new();
+        for method in order {
+            let figures = run_method(pool, method, &batches).await?;
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw").fetch_one(pool).await?;
+            anyhow::ensure!(stored as usize == rows, "{method:?} stored {stored} rows, expected {rows}");
+            if run == 0 {
+                digests.push(table_digest(pool).await?);
+            }
+            eprintln!(
+                "bench store: run {}/{runs} {:?}: {:.0} rows/s, batch p50 {:.2} ms",
+                run + 1,
+                method,
+                figures.rows_per_s,
+                figures.batch_ms_p50
+            );
+            match method {
+                Method::Unnest => unnest.push(figures),
+                Method::Copy => copy.push(figures),
+            }
+        }
+        if run == 0 {
+            anyhow::ensure!(digests[0] == digests[1], "UNNEST and COPY stored different rows");
+        }
+    }
+    let median_of = |figures: &[RunFigures], f: fn(&RunFigures) -> f64| median(figures.iter().map(f).collect());
+    let unnest_rows_per_s = median_of(&unnest, |f| f.rows_per_s);
+    let copy_rows_per_s = median_of(&copy, |f| f.rows_per_s);
+    Ok(StoreBenchReport {
+        rows,
+        batch,
+        runs,
+        unnest_rows_per_s: round(unnest_rows_per_s, 0),
+        copy_rows_per_s: round(copy_rows_per_s, 0),
+        unnest_batch_ms_p50: round(median_of(&unnest, |f| f.batch_ms_p50), 2),
+        copy_batch_ms_p50: round(median_of(&copy, |f| f.batch_ms_p50), 2),
+        ratio: round(copy_rows_per_s / unnest_rows_per_s, 3),
+    })
+}
+
+/// Writes every batch with `method` into an emptied `telemetry_raw`, one store-shaped transaction
+/// per batch.
+async fn run_method(pool: &PgPool, method: Method, batches: &[Columns]) -> anyhow::Result<RunFigures> {
+    sqlx::raw_sql("TRUNCATE telemetry_raw; DELETE FROM consumer_offsets").execute(pool).await?;
+    let mut conn = pool.acquire().await?;
+    let mut batch_ms = Vec::with_capacity(batches.len());
+    let mut copy_buffer = Vec::new();
+    let mut rows = 0usize;
+    let started = Instant::now();
+    for (index, columns) in batches.iter().enumerate() {
+        let begin = Instant::now();
+        let mut tx = conn.begin().await?;
+        let partitions: Vec<i32> = (0..PARTITIONS).collect();
+        let _stored: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM consumer_offsets
+             WHERE group_id = $1 AND topic = $2 AND partition = ANY($3) FOR UPDATE",
+        )
+        .bind(GROUP)
+        .bind(TOPIC)
+        .bind(&partitions)
+        .fetch_all(&mut *tx)
+        .await?;
+        match method {
+            Method::Unnest => processors::store::insert_rows(&mut tx, columns).await?,
+            Method::Copy => copy_rows(&mut tx, columns, &mut copy_buffer).await?,
+        }
+        let offsets: Vec<i64> = partitions.iter().map(|_| ((index + 1) * columns.drone_id.len()) as i64).collect();
+        sqlx::query(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+             SELECT $1, $2, p, o FROM UNNEST($3::int[], $4::bigint[]) AS u(p, o)
+             ON CONFLICT (group_id, topic, partition) DO UPDATE
+             SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
+                 updated_at = now()",
+        )
+        .bind(GROUP)
+        .bind(TOPIC)
+        .bind(&partitions)
+        .bind(&offsets)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        batch_ms.push(begin.elapsed().as_secs_f64() * 1000.0);
+        rows += columns.drone_id.len();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(RunFigures { rows_per_s: rows as f64 / seconds, batch_ms_p50: median(batch_ms) })
+}
+
+/// The COPY method: binary `COPY` into a temporary table that lives for the transaction, then one
+/// `INSERT … SELECT … ON CONFLICT DO NOTHING` into `telemetry_raw`.
+async fn copy_rows(tx: &mut PgConnection, c: &Columns, buffer: &mut Vec<u8>) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE store_staging (
+             drone_id uuid, ts timestamptz, received_at timestamptz, throttle float8, voltage float8,
+             current float8, mah_drawn int8, rssi int4, x float8, y float8, z float8, lat float8,
+             lon float8, alt_m float8, vx float8, vy float8, vz float8, roll float8, pitch float8,
+             yaw float8, extra jsonb
+         ) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    encode_copy_binary(c, buffer);
+    let mut copy = tx.copy_in_raw("COPY store_staging FROM STDIN (FORMAT binary)").await?;
+    copy.send(buffer.as_slice()).await?;
+    copy.finish().await?;
+    sqlx::raw_sql(
+        "INSERT INTO telemetry_raw (drone_id, ts, received_at, throttle, voltage, current,
+             mah_drawn, rssi, x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra)
+         SELECT drone_id, ts, received_at, throttle, voltage, current, mah_drawn, rssi,
+             x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra
+         FROM store_staging
+         ON CONFLICT (drone_id, ts) DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// PostgreSQL's binary COPY format for the 21 columns of `store_staging`, in `buffer`.
+fn encode_copy_binary(c: &Columns, buffer: &mut Vec<u8>) {
+    /// µs between the Unix epoch and PostgreSQL's (2000-01-01).
+    const PG_EPOCH_US: i64 = 946_684_800_000_000;
+    fn f8(out: &mut Vec<u8>, value: Option<f64>) {
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn tstz(out: &mut Vec<u8>, value: &DateTime<Utc>) {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&(value.timestamp_micros() - PG_EPOCH_US).to_be_bytes());
+    }
+    buffer.clear();
+    buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buffer.extend_from_slice(&0i32.to_be_bytes()); // flags
+    buffer.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for i in 0..c.drone_id.len() {
+        buffer.extend_from_slice(&21i16.to_be_bytes());
+        buffer.extend_from_slice(&16i32.to_be_bytes());
+        buffer.extend_from_slice(c.drone_id[i].as_bytes());
+        tstz(buffer, &c.ts[i]);
+        tstz(buffer, &c.received_at[i]);
+        f8(buffer, Some(c.throttle[i]));
+        f8(buffer, c.voltage[i]);
+        f8(buffer, c.current[i]);
+        match c.mah_drawn[i] {
+            Some(v) => {
+                buffer.extend_from_slice(&8i32.to_be_bytes());
+                buffer.extend_from_slice(&v.to_be_bytes());
+            }
+            None => buffer.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        match c.rssi[i] {
+            Some(v) => {
+                buffer.extend_from_slice(&4i32.to_be_bytes());
+                buffer.extend_from_slice(&v.to_be_bytes());
+            }
+            None => buffer.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        for column in [&c.x, &c.y, &c.z, &c.lat, &c.lon, &c.alt_m, &c.vx, &c.vy, &c.vz, &c.roll, &c.pitch, &c.yaw] {
+            f8(buffer, column[i]);
+        }
+        match &c.extra[i] {
+            // jsonb's binary form: a version byte (1), then the JSON text.
+            Some(json) => {
+                buffer.extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
+                buffer.push(1);
+                buffer.extend_from_slice(json.as_bytes());
+            }
+            None => buffer.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    buffer.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
+}
+
+/// An md5 over every stored row (in key order), to check both methods stored the same thing.
+async fn table_digest(pool: &PgPool) -> anyhow::Result<String> {
+    Ok(sqlx::query_scalar("SELECT md5(string_agg(t::text, '|' ORDER BY drone_id, ts)) FROM telemetry_raw t")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// `rows` packets of `DRONES` drones flying at `HZ`, ending now, in log order (the drones'
+/// packets interleaved), pivoted into batches of `batch` rows.
+fn synthetic_batches(rows: usize, batch: usize) -> Vec<Columns> {
+    let drones: Vec<uuid::Uuid> = (0..DRONES).map(|_| uuid::Uuid::new_v4()).collect();
+    let per_drone = rows.div_ceil(DRONES) as i64;
+    let start_us = Utc::now().timestamp_micros() - per_drone * 1_000_000 / HZ - 60_000_000;
+    let messages: Vec<Message<TelemetryRecord>> = (0..rows)
+        .map(|n| {
+            let drone = n % DRONES;
+            let k = (n / DRONES) as i64;
+            let t = k as f64 / HZ as f64;
+            let ts_us = start_us + k * 1_000_000 / HZ + drone as i64 * 37;
+            let heading = t / 40.0 + drone as f64;
+            let throttle = 0.45 + 0.2 * (t / 2.5).sin() + 0.05 * (t * 28.0).sin();
+            let mut extra = BTreeMap::new();
+            if n % 10 == 0 {
+                extra.insert("flight_mode".to_owned(), ExtraValue::String(if k % 2 == 0 { "POSCTL" } else { "MISSION" }.to_owned()));
+                extra.insert("satellites".to_owned(), ExtraValue::Int(12 + (k % 6)));
+                extra.insert("esc_temp_c".to_owned(), ExtraValue::Float(41.5 + (t / 30.0).sin() * 3.0));
+                extra.insert("armed".to_owned(), ExtraValue::Bool(true));
+            }
+            let record = TelemetryRecord {
+                drone_id: drones[drone],
+                ts_us,
+                received_at_us: ts_us + 35_000 + (k % 40) * 1_000,
+                position: Some(Vec3 { x: 40.0 * heading.cos(), y: 40.0 * heading.sin(), z: 30.0 + 2.0 * (t / 4.5).sin() }),
+                gps: Some(Gps {
+                    lat: 47.397742 + 0.0004 * heading.sin(),
+                    lon: 8.545594 + 0.0006 * heading.cos(),
+                    alt_m: 518.0 + 2.0 * (t / 4.5).sin(),
+                }),
+                velocity: Some(Vec3 { x: -10.0 * heading.sin(), y: 10.0 * heading.cos(), z: 0.2 * (t / 4.5).cos() }),
+                attitude: Some(Attitude {
+                    roll: 5.0 * (t / 1.5).sin(),
+                    pitch: -3.0 + 2.0 * (t / 1.25).cos(),
+                    yaw: (t * 10.0) % 360.0 - 180.0,
+                }),
+                throttle,
+                voltage: Some(25.0 - t * 2e-3 - 0.02 * (4.0 + 40.0 * throttle)),
+                current: Some(4.0 + 40.0 * throttle),
+                mah_drawn: Some(k / 20),
+                rssi: Some(-60 - (k % 25) as i32),
+                extra,
+            };
+            Message { partition: (drone as i32) % PARTITIONS, offset: n as i64, record, traceparent: None }
+        })
+        .collect();
+    messages.chunks(batch).map(|chunk| Columns::from_messages(chunk.iter())).collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_binary_frames_every_row() {
+        let batches = synthetic_batches(25, 10);
+        assert_eq!(batches.iter().map(|c| c.drone_id.len()).collect::<Vec<_>>(), vec![10, 10, 5]);
+        let mut buffer = Vec::new();
+        encode_copy_binary(&batches[2], &mut buffer);
+        assert!(buffer.starts_with(b"PGCOPY\n\xff\r\n\0"));
+        assert!(buffer.ends_with(&(-1i16).to_be_bytes()));
+        // Row 20 of the run carries extra JSON, the others do not.
+        assert!(batches[2].extra[0].is_some() && batches[2].extra[1].is_none());
+    }
+}
