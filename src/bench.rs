@@ -71,6 +71,13 @@ pub enum BenchCommand {
         batch: usize,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// How the COPY method writes: straight into telemetry_raw (staged only on a duplicate
+        /// key), or always through a staging table.
+        #[arg(long, value_enum, default_value_t = crate::bench_store::CopyPath::Direct)]
+        copy_path: crate::bench_store::CopyPath,
+        /// Every Nth batch also repeats the previous batch's last packet (a retried request); 0: never.
+        #[arg(long, default_value_t = 0)]
+        retried_every: usize,
     },
 }
 

@@ -1,26 +1,29 @@
 //! `flightline bench store`: the store group's batched write into `telemetry_raw`, two ways.
 //!
-//! (a) the store's own statement (`processors::store::insert_rows`: one
-//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (drone_id, ts) DO NOTHING`), and (b) binary `COPY`
-//! into a temporary staging table followed by `INSERT INTO telemetry_raw SELECT … FROM staging ON
-//! CONFLICT (drone_id, ts) DO NOTHING` (the dedupe is required, so a plain `COPY` into the table is
-//! not an option). Each batch is one transaction shaped like the store's: lock the group's offset
-//! rows (`FOR UPDATE`), write the rows, advance the offsets, commit.
+//! (a) UNNEST, the store's statement before it moved to COPY (kept here verbatim as the
+//! baseline): one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (drone_id, ts) DO NOTHING`.
+//! (b) COPY, the store's own `processors::store::insert_rows`: binary `COPY` straight into
+//! `telemetry_raw` inside a savepoint, and only when that hits a duplicate key, rollback to the
+//! savepoint, binary `COPY` into a temporary table and `INSERT … SELECT … ON CONFLICT DO NOTHING`
+//! (`--copy-path staged` always takes that second path). Each batch is one transaction shaped like
+//! the store's: lock the group's offset rows (`FOR UPDATE`), write the rows, advance the offsets,
+//! commit.
 //!
 //! Everything runs in a scratch database created for the bench and dropped afterwards. The rows
 //! are generated up front (50 drones at 200 Hz, interleaved as the log would deliver them, every
 //! column filled, `extra` JSON on every 10th row) and pivoted with the store's own
 //! `Columns::from_messages`, so both methods start from the same in-memory batch; encoding the
-//! `COPY` stream is part of the COPY method's time. Before each method's run `telemetry_raw` is
-//! truncated, and the order of the methods alternates between runs. The first run checks that
-//! both methods stored identical rows.
+//! `COPY` stream is part of the COPY method's time. `--retried-every N` makes every Nth batch end
+//! with a packet of the previous batch again (a retried request), the COPY method's worst case.
+//! Before each method's run `telemetry_raw` is truncated, and the order of the methods alternates
+//! between runs. The first run checks that both methods stored identical rows.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use processors::store::Columns;
 use processors::Message;
 use schemas::{Attitude, ExtraValue, Gps, TelemetryRecord, Vec3};
@@ -49,6 +52,26 @@ pub struct StoreBenchReport {
     pub ratio: f64,
 }
 
+/// How the COPY method writes a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CopyPath {
+    /// `COPY` straight into `telemetry_raw` in a savepoint; on a duplicate key, the staged path.
+    Direct,
+    /// Always `COPY` into a temporary table, then `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+    Staged,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreBenchOptions {
+    pub rows: usize,
+    pub batch: usize,
+    pub runs: usize,
+    pub copy_path: CopyPath,
+    /// Every `retried_every`-th batch also carries again the last packet of the batch before it
+    /// (a drone's retried request that reached the log twice), at its end; 0: never.
+    pub retried_every: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
     Unnest,
@@ -58,12 +81,14 @@ enum Method {
 struct RunFigures {
     rows_per_s: f64,
     batch_ms_p50: f64,
+    /// Batches the COPY method wrote through the staging table.
+    staged: usize,
 }
 
 /// Creates a scratch database next to the one `database_url` names, runs the bench in it, and
 /// drops it again (also when the bench fails).
-pub async fn bench_store(database_url: &str, rows: usize, batch: usize, runs: usize) -> anyhow::Result<StoreBenchReport> {
-    anyhow::ensure!(rows >= 1 && batch >= 1 && runs >= 1, "--rows, --batch and --runs must be positive");
+pub async fn bench_store(database_url: &str, options: StoreBenchOptions) -> anyhow::Result<StoreBenchReport> {
+    anyhow::ensure!(options.rows >= 1 && options.batch >= 1 && options.runs >= 1, "--rows, --batch and --runs must be positive");
     let admin_options = PgConnectOptions::from_str(database_url).context("parsing the database url")?;
     let db_name = format!("flightline_bench_store_{}", uuid::Uuid::new_v4().simple());
     let mut admin = admin_options.connect().await.context("connecting PostgreSQL")?;
@@ -71,7 +96,7 @@ pub async fn bench_store(database_url: &str, rows: usize, batch: usize, runs: us
     let result = async {
         let pool = PgPoolOptions::new().max_connections(1).connect_with(admin_options.clone().database(&db_name)).await?;
         crate::runtime::migrate(&pool).await?;
-        let result = run_bench(&pool, rows, batch, runs).await;
+        let result = run_bench(&pool, &options).await;
         pool.close().await;
         result
     }
@@ -83,27 +108,29 @@ pub async fn bench_store(database_url: &str, rows: usize, batch: usize, runs: us
     Ok(report)
 }
 
-async fn run_bench(pool: &PgPool, rows: usize, batch: usize, runs: usize) -> anyhow::Result<StoreBenchReport> {
+async fn run_bench(pool: &PgPool, options: &StoreBenchOptions) -> anyhow::Result<StoreBenchReport> {
+    let StoreBenchOptions { rows, batch, runs, copy_path, retried_every } = *options;
     processors::store::ensure_partitions(pool).await?;
-    let batches = synthetic_batches(rows, batch);
+    let batches = synthetic_batches(rows, batch, retried_every);
     let mut unnest = Vec::with_capacity(runs);
     let mut copy = Vec::with_capacity(runs);
     for run in 0..runs {
         let order = if run % 2 == 0 { [Method::Unnest, Method::Copy] } else { [Method::Copy, Method::Unnest] };
         let mut digests = Vec::new();
         for method in order {
-            let figures = run_method(pool, method, &batches).await?;
+            let figures = run_method(pool, method, copy_path, &batches).await?;
             let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw").fetch_one(pool).await?;
             anyhow::ensure!(stored as usize == rows, "{method:?} stored {stored} rows, expected {rows}");
             if run == 0 {
                 digests.push(table_digest(pool).await?);
             }
             eprintln!(
-                "bench store: run {}/{runs} {:?}: {:.0} rows/s, batch p50 {:.2} ms",
+                "bench store: run {}/{runs} {:?}: {:.0} rows/s, batch p50 {:.2} ms{}",
                 run + 1,
                 method,
                 figures.rows_per_s,
-                figures.batch_ms_p50
+                figures.batch_ms_p50,
+                if method == Method::Copy { format!(", {} batches took the staged path", figures.staged) } else { String::new() }
             );
             match method {
                 Method::Unnest => unnest.push(figures),
@@ -131,12 +158,13 @@ async fn run_bench(pool: &PgPool, rows: usize, batch: usize, runs: usize) -> any
 
 /// Writes every batch with `method` into an emptied `telemetry_raw`, one store-shaped transaction
 /// per batch.
-async fn run_method(pool: &PgPool, method: Method, batches: &[Columns]) -> anyhow::Result<RunFigures> {
+async fn run_method(pool: &PgPool, method: Method, copy_path: CopyPath, batches: &[Columns]) -> anyhow::Result<RunFigures> {
     sqlx::raw_sql("TRUNCATE telemetry_raw; DELETE FROM consumer_offsets").execute(pool).await?;
     let mut conn = pool.acquire().await?;
     let mut batch_ms = Vec::with_capacity(batches.len());
     let mut copy_buffer = Vec::new();
     let mut rows = 0usize;
+    let mut staged = 0usize;
     let started = Instant::now();
     for (index, columns) in batches.iter().enumerate() {
         let begin = Instant::now();
@@ -152,8 +180,8 @@ async fn run_method(pool: &PgPool, method: Method, batches: &[Columns]) -> anyho
         .fetch_all(&mut *tx)
         .await?;
         match method {
-            Method::Unnest => processors::store::insert_rows(&mut tx, columns).await?,
-            Method::Copy => copy_rows(&mut tx, columns, &mut copy_buffer).await?,
+            Method::Unnest => unnest_rows(&mut tx, columns).await?,
+            Method::Copy => staged += usize::from(copy_rows(&mut tx, columns, &mut copy_buffer, copy_path).await?),
         }
         let offsets: Vec<i64> = partitions.iter().map(|_| ((index + 1) * columns.drone_id.len()) as i64).collect();
         sqlx::query(
@@ -174,97 +202,65 @@ async fn run_method(pool: &PgPool, method: Method, batches: &[Columns]) -> anyho
         rows += columns.drone_id.len();
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(RunFigures { rows_per_s: rows as f64 / seconds, batch_ms_p50: median(batch_ms) })
+    Ok(RunFigures { rows_per_s: rows as f64 / seconds, batch_ms_p50: median(batch_ms), staged })
 }
 
-/// The COPY method: binary `COPY` into a temporary table that lives for the transaction, then one
-/// `INSERT … SELECT … ON CONFLICT DO NOTHING` into `telemetry_raw`.
-async fn copy_rows(tx: &mut PgConnection, c: &Columns, buffer: &mut Vec<u8>) -> anyhow::Result<()> {
-    sqlx::raw_sql(
-        "CREATE TEMP TABLE store_staging (
-             drone_id uuid, ts timestamptz, received_at timestamptz, throttle float8, voltage float8,
-             current float8, mah_drawn int8, rssi int4, x float8, y float8, z float8, lat float8,
-             lon float8, alt_m float8, vx float8, vy float8, vz float8, roll float8, pitch float8,
-             yaw float8, extra jsonb
-         ) ON COMMIT DROP",
-    )
-    .execute(&mut *tx)
-    .await?;
-    encode_copy_binary(c, buffer);
-    let mut copy = tx.copy_in_raw("COPY store_staging FROM STDIN (FORMAT binary)").await?;
-    copy.send(buffer.as_slice()).await?;
-    copy.finish().await?;
-    sqlx::raw_sql(
+/// The COPY method: the store's own [`processors::store::insert_rows`] (direct `COPY`, staged on
+/// a duplicate key), or with `--copy-path staged` always its staged path. Returns whether the
+/// batch went through the staging table.
+async fn copy_rows(tx: &mut PgConnection, c: &Columns, buffer: &mut Vec<u8>, path: CopyPath) -> anyhow::Result<bool> {
+    match path {
+        CopyPath::Direct => Ok(processors::store::insert_rows(tx, c).await?),
+        CopyPath::Staged => {
+            processors::store::encode_copy_binary(c, buffer);
+            processors::store::insert_rows_staged(tx, buffer).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The baseline: the store's statement before it moved to `COPY` (verbatim), one
+/// `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (drone_id, ts) DO NOTHING` binding one array per
+/// column.
+async fn unnest_rows(tx: &mut PgConnection, c: &Columns) -> anyhow::Result<()> {
+    sqlx::query(
         "INSERT INTO telemetry_raw (drone_id, ts, received_at, throttle, voltage, current,
              mah_drawn, rssi, x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra)
          SELECT drone_id, ts, received_at, throttle, voltage, current, mah_drawn, rssi,
-             x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra
-         FROM store_staging
+             x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra::jsonb
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::float8[],
+             $5::float8[], $6::float8[], $7::int8[], $8::int4[], $9::float8[], $10::float8[],
+             $11::float8[], $12::float8[], $13::float8[], $14::float8[], $15::float8[],
+             $16::float8[], $17::float8[], $18::float8[], $19::float8[], $20::float8[],
+             $21::text[])
+             AS u(drone_id, ts, received_at, throttle, voltage, current, mah_drawn, rssi,
+                  x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra)
          ON CONFLICT (drone_id, ts) DO NOTHING",
     )
-    .execute(&mut *tx)
+    .bind(&c.drone_id)
+    .bind(&c.ts)
+    .bind(&c.received_at)
+    .bind(&c.throttle)
+    .bind(&c.voltage)
+    .bind(&c.current)
+    .bind(&c.mah_drawn)
+    .bind(&c.rssi)
+    .bind(&c.x)
+    .bind(&c.y)
+    .bind(&c.z)
+    .bind(&c.lat)
+    .bind(&c.lon)
+    .bind(&c.alt_m)
+    .bind(&c.vx)
+    .bind(&c.vy)
+    .bind(&c.vz)
+    .bind(&c.roll)
+    .bind(&c.pitch)
+    .bind(&c.yaw)
+    .bind(&c.extra)
+    .execute(tx)
     .await?;
     Ok(())
-}
-
-/// PostgreSQL's binary COPY format for the 21 columns of `store_staging`, in `buffer`.
-fn encode_copy_binary(c: &Columns, buffer: &mut Vec<u8>) {
-    /// µs between the Unix epoch and PostgreSQL's (2000-01-01).
-    const PG_EPOCH_US: i64 = 946_684_800_000_000;
-    fn f8(out: &mut Vec<u8>, value: Option<f64>) {
-        match value {
-            Some(v) => {
-                out.extend_from_slice(&8i32.to_be_bytes());
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-    }
-    fn tstz(out: &mut Vec<u8>, value: &DateTime<Utc>) {
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&(value.timestamp_micros() - PG_EPOCH_US).to_be_bytes());
-    }
-    buffer.clear();
-    buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    buffer.extend_from_slice(&0i32.to_be_bytes()); // flags
-    buffer.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-    for i in 0..c.drone_id.len() {
-        buffer.extend_from_slice(&21i16.to_be_bytes());
-        buffer.extend_from_slice(&16i32.to_be_bytes());
-        buffer.extend_from_slice(c.drone_id[i].as_bytes());
-        tstz(buffer, &c.ts[i]);
-        tstz(buffer, &c.received_at[i]);
-        f8(buffer, Some(c.throttle[i]));
-        f8(buffer, c.voltage[i]);
-        f8(buffer, c.current[i]);
-        match c.mah_drawn[i] {
-            Some(v) => {
-                buffer.extend_from_slice(&8i32.to_be_bytes());
-                buffer.extend_from_slice(&v.to_be_bytes());
-            }
-            None => buffer.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-        match c.rssi[i] {
-            Some(v) => {
-                buffer.extend_from_slice(&4i32.to_be_bytes());
-                buffer.extend_from_slice(&v.to_be_bytes());
-            }
-            None => buffer.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-        for column in [&c.x, &c.y, &c.z, &c.lat, &c.lon, &c.alt_m, &c.vx, &c.vy, &c.vz, &c.roll, &c.pitch, &c.yaw] {
-            f8(buffer, column[i]);
-        }
-        match &c.extra[i] {
-            // jsonb's binary form: a version byte (1), then the JSON text.
-            Some(json) => {
-                buffer.extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
-                buffer.push(1);
-                buffer.extend_from_slice(json.as_bytes());
-            }
-            None => buffer.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-    }
-    buffer.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
 }
 
 /// An md5 over every stored row (in key order), to check both methods stored the same thing.
@@ -275,8 +271,9 @@ async fn table_digest(pool: &PgPool) -> anyhow::Result<String> {
 }
 
 /// `rows` packets of `DRONES` drones flying at `HZ`, ending now, in log order (the drones'
-/// packets interleaved), pivoted into batches of `batch` rows.
-fn synthetic_batches(rows: usize, batch: usize) -> Vec<Columns> {
+/// packets interleaved), pivoted into batches of `batch` rows; every `retried_every`-th batch
+/// (0: none) ends with a second copy of the previous batch's last packet.
+fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Columns> {
     let drones: Vec<uuid::Uuid> = (0..DRONES).map(|_| uuid::Uuid::new_v4()).collect();
     let per_drone = rows.div_ceil(DRONES) as i64;
     let start_us = Utc::now().timestamp_micros() - per_drone * 1_000_000 / HZ - 60_000_000;
@@ -321,7 +318,15 @@ fn synthetic_batches(rows: usize, batch: usize) -> Vec<Columns> {
             Message { partition: (drone as i32) % PARTITIONS, offset: n as i64, record, traceparent: None }
         })
         .collect();
-    messages.chunks(batch).map(|chunk| Columns::from_messages(chunk.iter())).collect()
+    let chunks: Vec<&[Message<TelemetryRecord>]> = messages.chunks(batch).collect();
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(index, chunk)| {
+            let retried = (retried_every > 0 && index > 0 && index % retried_every == 0).then(|| chunks[index - 1].last()).flatten();
+            Columns::from_messages(chunk.iter().chain(retried))
+        })
+        .collect()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -348,13 +353,16 @@ mod tests {
 
     #[test]
     fn copy_binary_frames_every_row() {
-        let batches = synthetic_batches(25, 10);
+        let batches = synthetic_batches(25, 10, 0);
         assert_eq!(batches.iter().map(|c| c.drone_id.len()).collect::<Vec<_>>(), vec![10, 10, 5]);
         let mut buffer = Vec::new();
-        encode_copy_binary(&batches[2], &mut buffer);
+        processors::store::encode_copy_binary(&batches[2], &mut buffer);
         assert!(buffer.starts_with(b"PGCOPY\n\xff\r\n\0"));
         assert!(buffer.ends_with(&(-1i16).to_be_bytes()));
         // Row 20 of the run carries extra JSON, the others do not.
         assert!(batches[2].extra[0].is_some() && batches[2].extra[1].is_none());
+        let retried = synthetic_batches(25, 10, 2);
+        assert_eq!(retried.iter().map(|c| c.drone_id.len()).collect::<Vec<_>>(), vec![10, 10, 6]);
+        assert_eq!((retried[2].drone_id[5], retried[2].ts[5]), (retried[1].drone_id[9], retried[1].ts[9]));
     }
 }

@@ -201,8 +201,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Bench { command: flightline::bench::BenchCommand::Store { rows, batch, runs } } => {
-            let report = flightline::bench_store::bench_store(&settings.database_url, rows, batch, runs).await?;
+        Command::Bench { command: flightline::bench::BenchCommand::Store { rows, batch, runs, copy_path, retried_every } } => {
+            let options = flightline::bench_store::StoreBenchOptions { rows, batch, runs, copy_path, retried_every };
+            let report = flightline::bench_store::bench_store(&settings.database_url, options).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

@@ -283,3 +283,44 @@ async fn rejected_requests_reach_neither_kafka_nor_the_database() {
     assert_eq!(app.post_telemetry(&key, &json!(packets(start, 200, 2))).await.status(), 201);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_that_reached_the_log_twice_is_stored_once() {
+    // A drone's retried request can append the same packets again (the first attempt landed but
+    // its answer was lost). The store's fast path (COPY) meets the duplicate key and must fall
+    // back to the deduplicating insert, storing every packet exactly once.
+    let app = spawn_app().await;
+    let (drone_id, key) = app.create_drone("retried").await;
+    let start = Utc::now() - chrono::Duration::minutes(3);
+    let sent = packets(start, 0, 40);
+    assert_eq!(app.post_telemetry(&key, &json!(sent)).await.status(), 201);
+    // The same records once more, straight into the log as a retried append would put them.
+    let producer: FutureProducer = app.kafka.clone().create().expect("producer");
+    for packet in &sent[10..20] {
+        let parsed = schemas::parse_batch(json!([packet]).to_string().as_bytes(), Utc::now().timestamp_micros()).expect("valid");
+        let record = schemas::TelemetryRecord::from_packet(drone_id, Utc::now().timestamp_micros(), parsed.into_iter().next().unwrap());
+        let payload = schemas::encode_telemetry(&record);
+        producer
+            .send(FutureRecord::to(&app.topic).key(&drone_id.to_string()).payload(&payload), Duration::from_secs(5))
+            .await
+            .expect("duplicate appended");
+    }
+    let more = packets(start, 40, 20);
+    assert_eq!(app.post_telemetry(&key, &json!(more)).await.status(), 201);
+
+    let store = app.start_store("store-duplicates", 5000).await;
+    app.wait_for_rows(60, WAIT).await;
+    // Every message consumed (duplicates included), nothing stored twice.
+    let end: Vec<(i32, i64)> = app.end_offsets(&app.topic).into_iter().filter(|(_, end)| *end > 0).collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stored_offsets(&app, "store-duplicates").await != end {
+        assert!(tokio::time::Instant::now() < deadline, "offsets never reached the end of the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.stop().await;
+    assert_eq!(app.row_count().await, 60);
+    for (row, packet) in rows_of(&app, drone_id).await.iter().zip(sent.iter().chain(&more)) {
+        assert_row_matches(row, drone_id, packet);
+    }
+    app.cleanup().await;
+}

@@ -1,9 +1,11 @@
 //! The `store` group: every telemetry packet into `telemetry_raw`, exactly once.
 //!
 //! One transaction per batch locks the group's offset rows, skips messages below the stored
-//! offsets (redeliveries after a crash or a rebalance), inserts the rest with one
-//! `INSERT … SELECT FROM UNNEST` (`ON CONFLICT DO NOTHING` also absorbs a drone's retried request
-//! that reached the log twice), and advances the offsets. Either all of it commits or none.
+//! offsets (redeliveries after a crash or a rebalance), inserts the rest with one binary `COPY`,
+//! and advances the offsets. Either all of it commits or none. A drone's retried request that
+//! reached the log twice makes the `COPY` fail on the primary key; the batch then rolls back to a
+//! savepoint and goes through a staging table with `INSERT … ON CONFLICT DO NOTHING` instead
+//! (see [`insert_rows`]; `flightline bench store` and BENCHMARKS.md for why).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -124,7 +126,7 @@ pub async fn stored_offsets(pool: &PgPool, group_id: &str, topic: &str) -> Resul
     .await?)
 }
 
-/// A batch of records pivoted into one array per column, the shape `UNNEST` binds.
+/// A batch of records pivoted into one vector per column.
 #[derive(Default)]
 pub struct Columns {
     pub drone_id: Vec<uuid::Uuid>,
@@ -181,45 +183,112 @@ impl Columns {
     }
 }
 
-pub async fn insert_rows(tx: &mut sqlx::PgConnection, c: &Columns) -> Result<()> {
+/// The batch into `telemetry_raw`, duplicates of stored rows skipped. Usually one binary `COPY`
+/// straight into the table (multi-row inserts, several times cheaper than `INSERT … ON
+/// CONFLICT`), inside a savepoint. If a row is already stored (a retried request that reached the
+/// log twice, the only way a duplicate gets past the offsets fence), the `COPY` fails with a
+/// unique violation: roll back to the savepoint, `COPY` into a temporary table and `INSERT … SELECT
+/// … ON CONFLICT (drone_id, ts) DO NOTHING` from it. Returns whether the batch took that path.
+pub async fn insert_rows(tx: &mut sqlx::PgConnection, c: &Columns) -> Result<bool> {
+    let mut data = Vec::with_capacity(c.drone_id.len() * 200 + 32);
+    encode_copy_binary(c, &mut data);
+    sqlx::query("SAVEPOINT store_copy").execute(&mut *tx).await?;
+    let mut copy = tx.copy_in_raw(&format!("COPY telemetry_raw ({COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+    copy.send(data.as_slice()).await?;
+    match copy.finish().await {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT store_copy").execute(&mut *tx).await?;
+            return Ok(false);
+        }
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            sqlx::query("ROLLBACK TO SAVEPOINT store_copy").execute(&mut *tx).await?;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    tracing::debug!(rows = c.drone_id.len(), "batch holds stored rows; deduplicating through a staging table");
+    insert_rows_staged(tx, &data).await?;
+    Ok(true)
+}
+
+/// `data` (binary `COPY` of [`COLUMNS`]) into a temporary table that lives until the commit, then
+/// into `telemetry_raw` with `ON CONFLICT (drone_id, ts) DO NOTHING`.
+pub async fn insert_rows_staged(tx: &mut sqlx::PgConnection, data: &[u8]) -> Result<()> {
     sqlx::query(
-        "INSERT INTO telemetry_raw (drone_id, ts, received_at, throttle, voltage, current,
-             mah_drawn, rssi, x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra)
-         SELECT drone_id, ts, received_at, throttle, voltage, current, mah_drawn, rssi,
-             x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra::jsonb
-         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::float8[],
-             $5::float8[], $6::float8[], $7::int8[], $8::int4[], $9::float8[], $10::float8[],
-             $11::float8[], $12::float8[], $13::float8[], $14::float8[], $15::float8[],
-             $16::float8[], $17::float8[], $18::float8[], $19::float8[], $20::float8[],
-             $21::text[])
-             AS u(drone_id, ts, received_at, throttle, voltage, current, mah_drawn, rssi,
-                  x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra)
-         ON CONFLICT (drone_id, ts) DO NOTHING",
+        "CREATE TEMP TABLE store_staging (
+             drone_id uuid, ts timestamptz, received_at timestamptz, throttle float8, voltage float8,
+             current float8, mah_drawn int8, rssi int4, x float8, y float8, z float8, lat float8,
+             lon float8, alt_m float8, vx float8, vy float8, vz float8, roll float8, pitch float8,
+             yaw float8, extra jsonb
+         ) ON COMMIT DROP",
     )
-    .bind(&c.drone_id)
-    .bind(&c.ts)
-    .bind(&c.received_at)
-    .bind(&c.throttle)
-    .bind(&c.voltage)
-    .bind(&c.current)
-    .bind(&c.mah_drawn)
-    .bind(&c.rssi)
-    .bind(&c.x)
-    .bind(&c.y)
-    .bind(&c.z)
-    .bind(&c.lat)
-    .bind(&c.lon)
-    .bind(&c.alt_m)
-    .bind(&c.vx)
-    .bind(&c.vy)
-    .bind(&c.vz)
-    .bind(&c.roll)
-    .bind(&c.pitch)
-    .bind(&c.yaw)
-    .bind(&c.extra)
-    .execute(tx)
+    .persistent(false)
+    .execute(&mut *tx)
+    .await?;
+    let mut copy = tx.copy_in_raw(&format!("COPY store_staging ({COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+    copy.send(data).await?;
+    copy.finish().await?;
+    // Not kept prepared: the staging table is a new one in every transaction.
+    sqlx::query(&format!(
+        "INSERT INTO telemetry_raw ({COLUMNS}) SELECT {COLUMNS} FROM store_staging
+         ON CONFLICT (drone_id, ts) DO NOTHING"
+    ))
+    .persistent(false)
+    .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// The columns the store writes, in the order of the `COPY` data.
+pub const COLUMNS: &str = "drone_id, ts, received_at, throttle, voltage, current, mah_drawn, rssi, \
+    x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw, extra";
+
+/// PostgreSQL's binary `COPY` format of the batch, one tuple of [`COLUMNS`] per row, into `out`.
+pub fn encode_copy_binary(c: &Columns, out: &mut Vec<u8>) {
+    /// µs between the Unix epoch and PostgreSQL's (2000-01-01).
+    const PG_EPOCH_US: i64 = 946_684_800_000_000;
+    fn field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(bytes) => {
+                out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn f8(out: &mut Vec<u8>, value: Option<f64>) {
+        field(out, value.map(f64::to_be_bytes).as_ref().map(|b| &b[..]));
+    }
+    fn timestamptz(out: &mut Vec<u8>, value: &DateTime<Utc>) {
+        field(out, Some(&(value.timestamp_micros() - PG_EPOCH_US).to_be_bytes()));
+    }
+    out.clear();
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for i in 0..c.drone_id.len() {
+        out.extend_from_slice(&21i16.to_be_bytes());
+        field(out, Some(c.drone_id[i].as_bytes()));
+        timestamptz(out, &c.ts[i]);
+        timestamptz(out, &c.received_at[i]);
+        f8(out, Some(c.throttle[i]));
+        f8(out, c.voltage[i]);
+        f8(out, c.current[i]);
+        field(out, c.mah_drawn[i].map(i64::to_be_bytes).as_ref().map(|b| &b[..]));
+        field(out, c.rssi[i].map(i32::to_be_bytes).as_ref().map(|b| &b[..]));
+        for column in [&c.x, &c.y, &c.z, &c.lat, &c.lon, &c.alt_m, &c.vx, &c.vy, &c.vz, &c.roll, &c.pitch, &c.yaw] {
+            f8(out, column[i]);
+        }
+        match &c.extra[i] {
+            // jsonb's binary form: a version byte (1), then the JSON text.
+            Some(json) => {
+                out.extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
+                out.push(1);
+                out.extend_from_slice(json.as_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
 }
 
 fn timestamp(us: i64) -> DateTime<Utc> {
