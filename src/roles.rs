@@ -150,7 +150,7 @@ pub async fn process(settings: &Settings, group: Group, shutdown: CancellationTo
         Group::Store => {
             let pool = runtime::connect_postgres(settings, 4).await?;
             let group_id = settings.kafka_name(processors::store::GROUP_ID);
-            let store = processors::store::Store::new(pool, &group_id).await?;
+            let store = processors::store::Store::new(pool, &group_id, &settings.kafka_name(processors::topics::TELEMETRY)).await?;
             let config = runner(group_id, settings.store_batch_max, settings.store_batch_wait_ms);
             processors::run(config, store, shutdown).await?;
         }

@@ -15,7 +15,7 @@ use schemas::{ExtraValue, TelemetryRecord};
 use sqlx::PgPool;
 
 use crate::runner::{Batch, Message, OffsetSeeds, Processor};
-use crate::{topics, Result};
+use crate::Result;
 
 pub const GROUP_ID: &str = "flightline-store";
 
@@ -26,12 +26,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Prepares the group: makes sure today's partitions exist and loads the stored offsets that
-    /// seed partition assignment.
-    pub async fn new(pool: PgPool, group_id: &str) -> Result<Self> {
+    /// Prepares the group: makes sure today's partitions exist and loads the stored offsets of
+    /// `topic` that seed partition assignment.
+    pub async fn new(pool: PgPool, group_id: &str, topic: &str) -> Result<Self> {
         ensure_partitions(&pool).await?;
         let seeds = OffsetSeeds::default();
-        for (partition, next_offset) in stored_offsets(&pool, group_id, topics::TELEMETRY).await? {
+        for (partition, next_offset) in stored_offsets(&pool, group_id, topic).await? {
             seeds.set(partition, next_offset);
         }
         Ok(Self { pool, group_id: group_id.to_owned(), seeds })

@@ -150,7 +150,7 @@ impl TestApp {
 
     /// Starts the store group on this test's topic with its own consumer group id.
     pub async fn start_store(&self, group_id: &str, batch_max: usize) -> RunningProcessor {
-        let store = processors::store::Store::new(self.pool.clone(), group_id).await.expect("store");
+        let store = processors::store::Store::new(self.pool.clone(), group_id, &self.topic).await.expect("store");
         let config = processors::RunnerConfig {
             group_id: group_id.to_owned(),
             topic: self.topic.clone(),
