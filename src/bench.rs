@@ -179,12 +179,14 @@ pub async fn bench_ingest(pool: &PgPool, options: BenchOptions, shutdown: Cancel
     })
 }
 
-fn round3(value: f64) -> f64 {
+/// Rounded to three decimals, for printing.
+pub(crate) fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
 /// Linear interpolation between order statistics of sorted values (ms), 0 when empty.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The q-quantile of sorted values, linear interpolation between order statistics (0 when empty).
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -75,9 +75,7 @@ pub async fn bench_analytics(pool: &PgPool, rows: usize, runs: usize) -> anyhow:
     let median = |f: &dyn Fn(&processors::analytics::Timings) -> f64| {
         let mut values: Vec<f64> = samples.iter().map(f).collect();
         values.sort_by(f64::total_cmp);
-        let mid = values.len() / 2;
-        let value = if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 };
-        (value * 10.0).round() / 10.0
+        (crate::bench::percentile(&values, 0.5) * 10.0).round() / 10.0
     };
     Ok(AnalyticsBenchReport {
         rows,

@@ -14,6 +14,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::bench::round3;
+
 pub struct E2eOptions {
     pub drones: u32,
     pub hz: f64,
@@ -170,9 +172,9 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
     let sse = latencies(&sse_arrivals);
     Ok(E2eReport {
         drones: options.drones,
-        seconds: round(seconds),
+        seconds: round3(seconds),
         packets,
-        packets_per_s: round(packets as f64 / seconds),
+        packets_per_s: round3(packets as f64 / seconds),
         redis_events: redis.len(),
         redis_p50_ms: percentile(&redis, 0.50),
         redis_p99_ms: percentile(&redis, 0.99),
@@ -197,15 +199,10 @@ fn event_key(json: &str) -> Option<(String, String)> {
     Some((value["drone_id"].as_str()?.to_owned(), value["ts"].as_str()?.to_owned()))
 }
 
+/// Like [`crate::bench::percentile`], but NaN (printed as null) when nothing arrived at all.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    let rank = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    round(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
-}
-
-fn round(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
+    round3(crate::bench::percentile(sorted, q))
 }
