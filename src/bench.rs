@@ -274,7 +274,7 @@ impl Drone {
                         if !matches!(status.as_u16(), 429 | 503) {
                             bail!("ingest refused a bench batch with {status}: {}", response.text().await.unwrap_or_default());
                         }
-                        let wait = retry_after(&response);
+                        let wait = crate::client::retry_after(&response).unwrap_or(Duration::from_millis(500));
                         if self.wait_or_stop(wait).await {
                             return Ok(latencies);
                         }
@@ -354,15 +354,6 @@ struct Pacing {
     sent: u64,
     sends: u32,
     done: bool,
-}
-
-fn retry_after(response: &reqwest::Response) -> Duration {
-    response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(Duration::from_millis(500), |s| Duration::from_secs_f64(s.clamp(0.05, 30.0)))
 }
 
 /// Appends a JSON array of `count` packets, numbers `first..first + count` of a drone flying at

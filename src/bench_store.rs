@@ -330,16 +330,8 @@ fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Col
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
     values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
+    crate::bench::percentile(&values, 0.5)
 }
 
 fn round(value: f64, decimals: i32) -> f64 {

@@ -78,7 +78,8 @@ impl IngestClient {
     }
 }
 
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+/// The `Retry-After` of a 429/503, in seconds (fractions allowed), clamped to 50 ms – 30 s.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let seconds: f64 = response.headers().get("retry-after")?.to_str().ok()?.parse().ok()?;
     Some(Duration::from_secs_f64(seconds.clamp(0.05, 30.0)))
 }

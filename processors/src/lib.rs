@@ -22,6 +22,11 @@ pub mod store;
 
 pub use runner::{run, Batch, Message, OffsetSeeds, Processor, Record, RunnerConfig};
 
+/// A timestamp from µs since the epoch (validated packets are always in chrono's range).
+pub(crate) fn timestamp(us: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(us).unwrap_or(chrono::DateTime::UNIX_EPOCH)
+}
+
 /// Kafka topic names (DESIGN.md §3).
 pub mod topics {
     pub const TELEMETRY: &str = "telemetry.v1";

@@ -15,7 +15,7 @@ use schemas::{ExtraValue, TelemetryRecord};
 use sqlx::PgPool;
 
 use crate::runner::{Batch, Message, OffsetSeeds, Processor};
-use crate::Result;
+use crate::{timestamp, Result};
 
 pub const GROUP_ID: &str = "flightline-store";
 
@@ -289,10 +289,6 @@ pub fn encode_copy_binary(c: &Columns, out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
-}
-
-fn timestamp(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// `extra` as JSON text, with its values' JSON types; `None` when the packet had none.

@@ -18,7 +18,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::runner::{Batch, Processor};
-use crate::{Error, Result};
+use crate::{timestamp, Error, Result};
 use metrics::{FlightRows, Metrics, ANALYTICS_VERSION};
 
 pub const GROUP_ID: &str = "flightline-analytics";
@@ -280,8 +280,4 @@ fn bounding_box(rows: &FlightRows) -> Option<serde_json::Value> {
     }
     let (lat, lon, alt) = (range(&rows.lat)?, range(&rows.lon)?, range(&rows.alt_m)?);
     Some(serde_json::json!({"min_lat": lat.0, "max_lat": lat.1, "min_lon": lon.0, "max_lon": lon.1, "min_alt_m": alt.0, "max_alt_m": alt.1}))
-}
-
-fn timestamp(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::UNIX_EPOCH)
 }
