@@ -5,8 +5,7 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let history_dir = manifest_dir.join("avro").join("history");
     // A directory path makes cargo rescan the whole folder for added, removed or changed files.
     println!("cargo:rerun-if-changed={}", history_dir.display());
@@ -25,16 +24,9 @@ fn main() {
          pub(crate) const HISTORY: &[(&str, &str)] = &[\n",
     );
     for path in &files {
-        let file_name = path
-            .file_name()
-            .expect("file name")
-            .to_string_lossy()
-            .into_owned();
+        let file_name = path.file_name().expect("file name").to_string_lossy().into_owned();
         let absolute = path.canonicalize().expect("canonical history path");
-        generated.push_str(&format!(
-            "    ({file_name:?}, include_str!({:?})),\n",
-            absolute.to_string_lossy()
-        ));
+        generated.push_str(&format!("    ({file_name:?}, include_str!({:?})),\n", absolute.to_string_lossy()));
     }
     generated.push_str("];\n");
 

@@ -117,13 +117,21 @@ struct Totals {
     errors: AtomicU64,
 }
 
-pub async fn bench_ingest(pool: &PgPool, options: BenchOptions, shutdown: CancellationToken) -> anyhow::Result<BenchReport> {
-    anyhow::ensure!(options.drones > 0 && options.hz > 0.0 && options.seconds > 0.0, "--drones, --hz and --seconds must be positive");
+pub async fn bench_ingest(
+    pool: &PgPool,
+    options: BenchOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(
+        options.drones > 0 && options.hz > 0.0 && options.seconds > 0.0,
+        "--drones, --hz and --seconds must be positive"
+    );
     let batch = options.batch.clamp(1, schemas::MAX_PACKETS_PER_BATCH);
     let period = Duration::from_secs_f64((batch as f64 / options.hz).clamp(0.01, 1.0));
     let mut keys = Vec::with_capacity(options.drones as usize);
     for index in 0..options.drones {
-        let (_, key) = ingest::create_drone(pool, &format!("bench-{index}"), None).await.context("registering bench drones")?;
+        let (_, key) =
+            ingest::create_drone(pool, &format!("bench-{index}"), None).await.context("registering bench drones")?;
         keys.push(key);
     }
     let http = reqwest::Client::builder()
@@ -272,7 +280,10 @@ impl Drone {
                         self.totals.errors.fetch_add(1, Ordering::Relaxed);
                         let status = response.status();
                         if !matches!(status.as_u16(), 429 | 503) {
-                            bail!("ingest refused a bench batch with {status}: {}", response.text().await.unwrap_or_default());
+                            bail!(
+                                "ingest refused a bench batch with {status}: {}",
+                                response.text().await.unwrap_or_default()
+                            );
                         }
                         let wait = crate::client::retry_after(&response).unwrap_or(Duration::from_millis(500));
                         if self.wait_or_stop(wait).await {
@@ -296,7 +307,8 @@ impl Drone {
         let url = format!("{}/v1/telemetry/ws", target.trim_end_matches('/').replacen("http", "ws", 1));
         let mut request = url.as_str().into_client_request()?;
         request.headers_mut().insert("x-api-key", self.key.parse()?);
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.with_context(|| format!("connecting {url}"))?;
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async(request).await.with_context(|| format!("connecting {url}"))?;
         let mut pacing = Pacing { epoch_us: self.started_epoch_us(), sent: 0, sends: 0, done: false };
         let mut latencies = Vec::new();
         let mut body = Vec::new();

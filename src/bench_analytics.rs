@@ -62,7 +62,10 @@ pub async fn bench_analytics(pool: &PgPool, rows: usize, runs: usize) -> anyhow:
         .await?;
         let timings = analytics.analyse(flight_id).await?.expect("the bench flight exists");
         anyhow::ensure!(timings.rows == rows, "analysed {} rows, expected {rows}", timings.rows);
-        let status: String = sqlx::query_scalar("SELECT analytics_status FROM flights WHERE id = $1").bind(flight_id).fetch_one(pool).await?;
+        let status: String = sqlx::query_scalar("SELECT analytics_status FROM flights WHERE id = $1")
+            .bind(flight_id)
+            .fetch_one(pool)
+            .await?;
         anyhow::ensure!(status == "done", "analytics status {status}");
         eprintln!(
             "bench analytics: run {run}/{runs}: tag {:.0} ms, load {:.0} ms, compute {:.0} ms, write {:.0} ms",

@@ -43,7 +43,10 @@ type Acked = Arc<Mutex<HashMap<(String, String), Instant>>>;
 type Arrivals = Arc<Mutex<Vec<((String, String), Instant)>>>;
 
 pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
-    anyhow::ensure!(options.drones >= 1 && options.hz > 0.0 && options.seconds > 0.0, "drones, hz and seconds must be positive");
+    anyhow::ensure!(
+        options.drones >= 1 && options.hz > 0.0 && options.seconds > 0.0,
+        "drones, hz and seconds must be positive"
+    );
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let url = options.target.trim_end_matches('/').to_owned();
     let token = sign_up(&http, &url).await?;
@@ -59,7 +62,10 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
             .context("creating a bench drone")?
             .json()
             .await?;
-        drones.push((drone["id"].as_str().unwrap_or_default().to_owned(), drone["api_key"].as_str().unwrap_or_default().to_owned()));
+        drones.push((
+            drone["id"].as_str().unwrap_or_default().to_owned(),
+            drone["api_key"].as_str().unwrap_or_default().to_owned(),
+        ));
     }
 
     let redis_arrivals: Arrivals = Arc::default();
@@ -128,7 +134,10 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
                     last_us = ts_us;
                     batch.push(schemas::format_ts(ts_us));
                 }
-                let body: Vec<Value> = batch.iter().map(|ts| json!({"ts": ts, "throttle": 0.5, "voltage": 22.2, "current": 12.5})).collect();
+                let body: Vec<Value> = batch
+                    .iter()
+                    .map(|ts| json!({"ts": ts, "throttle": 0.5, "voltage": 22.2, "current": 12.5}))
+                    .collect();
                 match http.post(format!("{url}/v1/telemetry")).header("x-api-key", &key).json(&body).send().await {
                     Ok(response) if response.status() == 201 => {
                         let now = Instant::now();
@@ -163,7 +172,9 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
         let arrivals = arrivals.lock().expect("arrivals");
         let mut ms: Vec<f64> = arrivals
             .iter()
-            .filter_map(|(key, at)| acked.get(key).map(|sent| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0))
+            .filter_map(|(key, at)| {
+                acked.get(key).map(|sent| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
+            })
             .collect();
         ms.sort_by(f64::total_cmp);
         ms
@@ -188,8 +199,14 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
 async fn sign_up(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let email = format!("bench-{}@flightline.local", uuid::Uuid::new_v4().simple());
     let credentials = json!({"email": email, "password": "bench-password-1"});
-    http.post(format!("{url}/v1/auth/signup")).json(&credentials).send().await?.error_for_status().context("signing up the bench user")?;
-    let token: Value = http.post(format!("{url}/v1/auth/token")).json(&credentials).send().await?.error_for_status()?.json().await?;
+    http.post(format!("{url}/v1/auth/signup"))
+        .json(&credentials)
+        .send()
+        .await?
+        .error_for_status()
+        .context("signing up the bench user")?;
+    let token: Value =
+        http.post(format!("{url}/v1/auth/token")).json(&credentials).send().await?.error_for_status()?.json().await?;
     token["access_token"].as_str().map(str::to_owned).context("no access_token in the token response")
 }
 

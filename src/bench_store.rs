@@ -88,20 +88,28 @@ struct RunFigures {
 /// Creates a scratch database next to the one `database_url` names, runs the bench in it, and
 /// drops it again (also when the bench fails).
 pub async fn bench_store(database_url: &str, options: StoreBenchOptions) -> anyhow::Result<StoreBenchReport> {
-    anyhow::ensure!(options.rows >= 1 && options.batch >= 1 && options.runs >= 1, "--rows, --batch and --runs must be positive");
+    anyhow::ensure!(
+        options.rows >= 1 && options.batch >= 1 && options.runs >= 1,
+        "--rows, --batch and --runs must be positive"
+    );
     let admin_options = PgConnectOptions::from_str(database_url).context("parsing the database url")?;
     let db_name = format!("flightline_bench_store_{}", uuid::Uuid::new_v4().simple());
     let mut admin = admin_options.connect().await.context("connecting PostgreSQL")?;
-    sqlx::raw_sql(&format!(r#"CREATE DATABASE "{db_name}""#)).execute(&mut admin).await.context("creating the scratch database")?;
+    sqlx::raw_sql(&format!(r#"CREATE DATABASE "{db_name}""#))
+        .execute(&mut admin)
+        .await
+        .context("creating the scratch database")?;
     let result = async {
-        let pool = PgPoolOptions::new().max_connections(1).connect_with(admin_options.clone().database(&db_name)).await?;
+        let pool =
+            PgPoolOptions::new().max_connections(1).connect_with(admin_options.clone().database(&db_name)).await?;
         crate::runtime::migrate(&pool).await?;
         let result = run_bench(&pool, &options).await;
         pool.close().await;
         result
     }
     .await;
-    let dropped = sqlx::raw_sql(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&mut admin).await;
+    let dropped =
+        sqlx::raw_sql(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&mut admin).await;
     let _ = admin.close().await;
     let report = result?;
     dropped.context("dropping the scratch database")?;
@@ -130,7 +138,11 @@ async fn run_bench(pool: &PgPool, options: &StoreBenchOptions) -> anyhow::Result
                 method,
                 figures.rows_per_s,
                 figures.batch_ms_p50,
-                if method == Method::Copy { format!(", {} batches took the staged path", figures.staged) } else { String::new() }
+                if method == Method::Copy {
+                    format!(", {} batches took the staged path", figures.staged)
+                } else {
+                    String::new()
+                }
             );
             match method {
                 Method::Unnest => unnest.push(figures),
@@ -158,7 +170,12 @@ async fn run_bench(pool: &PgPool, options: &StoreBenchOptions) -> anyhow::Result
 
 /// Writes every batch with `method` into an emptied `telemetry_raw`, one store-shaped transaction
 /// per batch.
-async fn run_method(pool: &PgPool, method: Method, copy_path: CopyPath, batches: &[Columns]) -> anyhow::Result<RunFigures> {
+async fn run_method(
+    pool: &PgPool,
+    method: Method,
+    copy_path: CopyPath,
+    batches: &[Columns],
+) -> anyhow::Result<RunFigures> {
     sqlx::raw_sql("TRUNCATE telemetry_raw; DELETE FROM consumer_offsets").execute(pool).await?;
     let mut conn = pool.acquire().await?;
     let mut batch_ms = Vec::with_capacity(batches.len());
@@ -287,7 +304,10 @@ fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Col
             let throttle = 0.45 + 0.2 * (t / 2.5).sin() + 0.05 * (t * 28.0).sin();
             let mut extra = BTreeMap::new();
             if n % 10 == 0 {
-                extra.insert("flight_mode".to_owned(), ExtraValue::String(if k % 2 == 0 { "POSCTL" } else { "MISSION" }.to_owned()));
+                extra.insert(
+                    "flight_mode".to_owned(),
+                    ExtraValue::String(if k % 2 == 0 { "POSCTL" } else { "MISSION" }.to_owned()),
+                );
                 extra.insert("satellites".to_owned(), ExtraValue::Int(12 + (k % 6)));
                 extra.insert("esc_temp_c".to_owned(), ExtraValue::Float(41.5 + (t / 30.0).sin() * 3.0));
                 extra.insert("armed".to_owned(), ExtraValue::Bool(true));
@@ -296,7 +316,11 @@ fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Col
                 drone_id: drones[drone],
                 ts_us,
                 received_at_us: ts_us + 35_000 + (k % 40) * 1_000,
-                position: Some(Vec3 { x: 40.0 * heading.cos(), y: 40.0 * heading.sin(), z: 30.0 + 2.0 * (t / 4.5).sin() }),
+                position: Some(Vec3 {
+                    x: 40.0 * heading.cos(),
+                    y: 40.0 * heading.sin(),
+                    z: 30.0 + 2.0 * (t / 4.5).sin(),
+                }),
                 gps: Some(Gps {
                     lat: 47.397742 + 0.0004 * heading.sin(),
                     lon: 8.545594 + 0.0006 * heading.cos(),
@@ -323,7 +347,9 @@ fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Col
         .iter()
         .enumerate()
         .map(|(index, chunk)| {
-            let retried = (retried_every > 0 && index > 0 && index % retried_every == 0).then(|| chunks[index - 1].last()).flatten();
+            let retried = (retried_every > 0 && index > 0 && index % retried_every == 0)
+                .then(|| chunks[index - 1].last())
+                .flatten();
             Columns::from_messages(chunk.iter().chain(retried))
         })
         .collect()

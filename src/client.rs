@@ -49,7 +49,9 @@ impl IngestClient {
                 .await;
             let wait = match response {
                 Ok(response) if response.status() == StatusCode::CREATED => return Ok(delivered),
-                Ok(response) if matches!(response.status(), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
+                Ok(response)
+                    if matches!(response.status(), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) =>
+                {
                     retry_after(&response).unwrap_or(backoff)
                 }
                 Ok(response) => {
@@ -86,7 +88,9 @@ pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 
 fn is_stale_ts_refusal(body: &str) -> bool {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else { return false };
-    json["details"]
-        .as_array()
-        .is_some_and(|details| details.iter().any(|d| d["index"] == 0 && d["field"] == "ts" && d["reason"].as_str().is_some_and(|r| r.contains("previous packet"))))
+    json["details"].as_array().is_some_and(|details| {
+        details.iter().any(|d| {
+            d["index"] == 0 && d["field"] == "ts" && d["reason"].as_str().is_some_and(|r| r.contains("previous packet"))
+        })
+    })
 }

@@ -37,15 +37,18 @@ pub fn common_routes(readiness: Readiness, metrics: PrometheusHandle) -> Router 
             }),
         )
         .route("/docs", get(|| async { Html(include_str!("assets/docs.html")) }))
-        .route("/openapi.json", get(|| async {
-            // One document for every role: query's merged with ingest's.
-            let mut document = query::openapi();
-            document.merge(ingest::openapi());
-            document.info.title = "Flightline API".into();
-            document.info.description =
-                Some("Ingest (telemetry in) and query (users, drones, live, flights); CONTRACT.md §2.".into());
-            Json(document)
-        }))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                // One document for every role: query's merged with ingest's.
+                let mut document = query::openapi();
+                document.merge(ingest::openapi());
+                document.info.title = "Flightline API".into();
+                document.info.description =
+                    Some("Ingest (telemetry in) and query (users, drones, live, flights); CONTRACT.md §2.".into());
+                Json(document)
+            }),
+        )
 }
 
 async fn healthz() -> Json<Value> {
@@ -54,9 +57,8 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Value>) {
     let kafka = readiness.kafka.clone();
-    let kafka_check = tokio::task::spawn_blocking(move || {
-        kafka.client().fetch_metadata(None, Duration::from_secs(2)).is_ok()
-    });
+    let kafka_check =
+        tokio::task::spawn_blocking(move || kafka.client().fetch_metadata(None, Duration::from_secs(2)).is_ok());
     let postgres_check = async { sqlx::query("SELECT 1").execute(&readiness.pool).await.is_ok() };
     let redis_check = async {
         match readiness.redis.clone() {

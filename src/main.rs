@@ -174,7 +174,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Bench { command: flightline::bench::BenchCommand::Ingest { drones, hz, seconds, mode, target, batch } } => {
+        Command::Bench {
+            command: flightline::bench::BenchCommand::Ingest { drones, hz, seconds, mode, target, batch },
+        } => {
             let pool = runtime::connect_postgres(&settings, 2).await?;
             let target = target.unwrap_or_else(default_target);
             let options = flightline::bench::BenchOptions { drones, hz, seconds, mode, target, batch };
@@ -201,7 +203,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Bench { command: flightline::bench::BenchCommand::Store { rows, batch, runs, copy_path, retried_every } } => {
+        Command::Bench {
+            command: flightline::bench::BenchCommand::Store { rows, batch, runs, copy_path, retried_every },
+        } => {
             let options = flightline::bench_store::StoreBenchOptions { rows, batch, runs, copy_path, retried_every };
             let report = flightline::bench_store::bench_store(&settings.database_url, options).await?;
             println!("{}", serde_json::to_string(&report)?);

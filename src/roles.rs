@@ -116,7 +116,11 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         redis = Some(state.redis.clone());
         app = app.merge(query::router(state));
     }
-    let readiness = crate::http::Readiness { pool, kafka: std::sync::Arc::new(kafka.create().context("creating the Kafka client")?), redis };
+    let readiness = crate::http::Readiness {
+        pool,
+        kafka: std::sync::Arc::new(kafka.create().context("creating the Kafka client")?),
+        redis,
+    };
     app = app
         .merge(crate::http::common_routes(readiness, runtime::metrics()))
         .layer(axum::middleware::from_fn(crate::http::track_requests));
@@ -150,7 +154,9 @@ pub async fn process(settings: &Settings, group: Group, shutdown: CancellationTo
         Group::Store => {
             let pool = runtime::connect_postgres(settings, 4).await?;
             let group_id = settings.kafka_name(processors::store::GROUP_ID);
-            let store = processors::store::Store::new(pool, &group_id, &settings.kafka_name(processors::topics::TELEMETRY)).await?;
+            let store =
+                processors::store::Store::new(pool, &group_id, &settings.kafka_name(processors::topics::TELEMETRY))
+                    .await?;
             let config = runner(group_id, settings.store_batch_max, settings.store_batch_wait_ms);
             processors::run(config, store, shutdown).await?;
         }

@@ -16,10 +16,7 @@ use crate::settings::Settings;
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// The process-wide Prometheus recorder (installed on first use) whose handle renders `/metrics`.
@@ -41,8 +38,8 @@ pub fn shutdown_token() -> CancellationToken {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         #[cfg(unix)]
         let terminate = term.recv();
         #[cfg(not(unix))]
@@ -58,10 +55,8 @@ pub fn shutdown_token() -> CancellationToken {
 
 /// A PostgreSQL pool; fails with a clear message when the database does not answer.
 pub async fn connect_postgres(settings: &Settings, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = settings
-        .database_url
-        .parse()
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let options: PgConnectOptions =
+        settings.database_url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -82,23 +77,22 @@ pub async fn connect_redis(settings: &Settings) -> anyhow::Result<redis::aio::Co
         .await
         .map_err(|_| anyhow::anyhow!("timed out connecting to Redis"))
         .and_then(|r| r.map_err(anyhow::Error::from))
-        .with_context(|| format!("cannot connect to Redis at {} (is the stack up? try `make stack-up`)", settings.redacted()["redis_url"].as_str().unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "cannot connect to Redis at {} (is the stack up? try `make stack-up`)",
+                settings.redacted()["redis_url"].as_str().unwrap_or_default()
+            )
+        })
 }
 
 /// The Kafka client settings every client shares.
 pub fn kafka_base(settings: &Settings) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &settings.kafka_brokers)
-        .set("client.id", "flightline")
-        .set("log_level", "4");
+    config.set("bootstrap.servers", &settings.kafka_brokers).set("client.id", "flightline").set("log_level", "4");
     config
 }
 
 /// Applies the migrations in `migrations/` (embedded at build time).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("./migrations")
-        .run(pool)
-        .await
-        .context("applying database migrations")
+    sqlx::migrate!("./migrations").run(pool).await.context("applying database migrations")
 }

@@ -45,7 +45,8 @@ pub async fn send(options: SendOptions<'_>) -> anyhow::Result<SendReport> {
     for (index, chunk) in lines.chunks(options.batch).enumerate() {
         if let Some(multiplier) = options.rate_multiplier {
             // Pace on the batch's first packet: it is due when its recorded offset, sped up, has passed.
-            let ts = packet_ts_ms(&chunk[0]).with_context(|| format!("line {} has no readable ts", index * options.batch + 1))?;
+            let ts = packet_ts_ms(&chunk[0])
+                .with_context(|| format!("line {} has no readable ts", index * options.batch + 1))?;
             let due = Duration::from_secs_f64(((ts - first_ts) as f64 / 1000.0 / multiplier).max(0.0));
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 tokio::time::sleep(wait).await;
@@ -60,16 +61,20 @@ pub async fn send(options: SendOptions<'_>) -> anyhow::Result<SendReport> {
             body.extend_from_slice(line.as_bytes());
         }
         body.push(b']');
-        let delivered = client
-            .post_batch(body)
-            .await
-            .with_context(|| format!("sending packets {}..{}", index * options.batch + 1, index * options.batch + chunk.len()))?;
+        let delivered = client.post_batch(body).await.with_context(|| {
+            format!("sending packets {}..{}", index * options.batch + 1, index * options.batch + chunk.len())
+        })?;
         report.packets += chunk.len();
         report.requests += 1;
         report.retries += delivered.retries;
         if last_progress.elapsed() >= Duration::from_secs(2) {
             last_progress = Instant::now();
-            eprintln!("send: {}/{} packets ({:.0} packets/s)", report.packets, lines.len(), report.packets as f64 / started.elapsed().as_secs_f64());
+            eprintln!(
+                "send: {}/{} packets ({:.0} packets/s)",
+                report.packets,
+                lines.len(),
+                report.packets as f64 / started.elapsed().as_secs_f64()
+            );
         }
     }
     report.seconds = started.elapsed().as_secs_f64();

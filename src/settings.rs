@@ -99,21 +99,15 @@ impl Settings {
         let file = explicit.unwrap_or_else(|| PathBuf::from("flightline.toml"));
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(&file))
-            .merge(
-                Env::raw()
-                    .only(&PLAIN_ENV.iter().map(|(env, _)| *env).collect::<Vec<_>>())
-                    .map(|env| {
-                        let key = PLAIN_ENV
-                            .iter()
-                            .find(|(name, _)| name.eq_ignore_ascii_case(env.as_str()))
-                            .map_or(env.as_str(), |(_, key)| key);
-                        key.to_owned().into()
-                    }),
-            )
+            .merge(Env::raw().only(&PLAIN_ENV.iter().map(|(env, _)| *env).collect::<Vec<_>>()).map(|env| {
+                let key = PLAIN_ENV
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(env.as_str()))
+                    .map_or(env.as_str(), |(_, key)| key);
+                key.to_owned().into()
+            }))
             .merge(Env::prefixed("FLIGHTLINE_").only(PREFIXED_ENV));
-        figment
-            .extract()
-            .with_context(|| format!("invalid configuration (file {})", file.display()))
+        figment.extract().with_context(|| format!("invalid configuration (file {})", file.display()))
     }
 
     /// Refuses the built-in development JWT secret anywhere but on a loopback address: a

@@ -38,7 +38,11 @@ pub struct SimulateReport {
 /// Seconds on the ground after each landing: longer than the 10 s idle window.
 const IDLE_AFTER_LANDING_S: f64 = 12.0;
 
-pub async fn simulate(pool: &PgPool, options: SimulateOptions, shutdown: CancellationToken) -> anyhow::Result<SimulateReport> {
+pub async fn simulate(
+    pool: &PgPool,
+    options: SimulateOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SimulateReport> {
     anyhow::ensure!((1..=1000).contains(&options.hz), "--hz must be between 1 and 1000");
     anyhow::ensure!(options.drones >= 1, "--drones must be at least 1");
     anyhow::ensure!(options.duration_s >= 10.0, "--duration must be at least 10 s");
@@ -190,7 +194,13 @@ impl SimDrone {
             let cruise_s = d - 10.0;
             let laps = (12.0 * cruise_s / (2.0 * PI * self.radius_m)).round().max(1.0);
             let omega = 2.0 * PI * laps / cruise_s;
-            (0.48 + wobble, self.cruise_alt_m + 2.0 * (t * 0.4).sin(), 0.8 * (t * 0.4).cos(), omega * (t - 4.0), omega * self.radius_m)
+            (
+                0.48 + wobble,
+                self.cruise_alt_m + 2.0 * (t * 0.4).sin(),
+                0.8 * (t * 0.4).cos(),
+                omega * (t - 4.0),
+                omega * self.radius_m,
+            )
         } else if t < d {
             let left = (d - t) / 6.0;
             (0.36 + wobble, self.cruise_alt_m * left, -self.cruise_alt_m / 6.0, 0.0, 0.0)

@@ -18,7 +18,8 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(120);
 
 fn rows_of(packets: &[Value]) -> Vec<FlightRow> {
-    let triple = |v: &Value| v.as_array().map(|a| [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()]);
+    let triple =
+        |v: &Value| v.as_array().map(|a| [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()]);
     packets
         .iter()
         .map(|p| FlightRow {
@@ -28,7 +29,9 @@ fn rows_of(packets: &[Value]) -> Vec<FlightRow> {
             current: p["current"].as_f64(),
             mah_drawn: p["mah_drawn"].as_i64(),
             position: triple(&p["position"]),
-            gps: p.get("gps").map(|g| [g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap(), g["alt_m"].as_f64().unwrap()]),
+            gps: p
+                .get("gps")
+                .map(|g| [g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap(), g["alt_m"].as_f64().unwrap()]),
             velocity: triple(&p["velocity"]),
             attitude: triple(&p["attitude"]),
         })
@@ -53,7 +56,9 @@ fn expected(drone_id: Uuid, packets: &[Value]) -> Vec<(ClosedFlight, Value)> {
             for row in rows.iter().filter(|r| r.ts_us >= flight.start_ts_us && r.ts_us <= flight.end_ts_us) {
                 frame.push(row.clone());
             }
-            let metrics = compute(&frame, flight.start_ts_us, flight.end_ts_us, FlightRule::default().throttle_threshold).unwrap();
+            let metrics =
+                compute(&frame, flight.start_ts_us, flight.end_ts_us, FlightRule::default().throttle_threshold)
+                    .unwrap();
             (flight, serde_json::to_value(metrics).unwrap())
         })
         .collect()
@@ -83,7 +88,11 @@ async fn analysed_flights(deployment: &Deployment, drone_id: Uuid, count: usize)
             return rows;
         }
         assert!(rows.len() <= count, "more flights than the rule yields: {}", rows.len());
-        assert!(tokio::time::Instant::now() < deadline, "{} flights ({done} analysed) of {count} after {WAIT:?}", rows.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} flights ({done} analysed) of {count} after {WAIT:?}",
+            rows.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -98,7 +107,10 @@ fn assert_flights_match(name: &str, stored: &[sqlx::postgres::PgRow], expected: 
         let stored_metrics: Value = row.get("computed_metrics");
         assert_eq!(&stored_metrics, metrics, "{name}: metrics of flight {}", flight.flight_id);
         assert_eq!(row.get::<Option<f64>, _>("energy_wh"), metrics["energy_wh"].as_f64(), "{name}: energy_wh column");
-        assert_eq!(row.get::<Option<i32>, _>("analytics_version"), Some(processors::analytics::metrics::ANALYTICS_VERSION));
+        assert_eq!(
+            row.get::<Option<i32>, _>("analytics_version"),
+            Some(processors::analytics::metrics::ANALYTICS_VERSION)
+        );
     }
 }
 
@@ -160,7 +172,8 @@ async fn kill_9_mid_stream_gives_the_same_flights_and_metrics() {
     // Kill everything once some, but not all, of the stream is in.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw").fetch_one(&deployment.pool).await.unwrap();
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM telemetry_raw").fetch_one(&deployment.pool).await.unwrap();
         if rows > 5000 {
             break;
         }

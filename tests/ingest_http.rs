@@ -10,7 +10,13 @@ use common::{packet_at, packets_from, past_ms, spawn_app, spawn_app_with, Ingest
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-async fn post_raw(app: &TestApp, key: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+async fn post_raw(
+    app: &TestApp,
+    key: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut request = app
         .http
         .post(format!("{}/v1/telemetry", app.url))
@@ -56,10 +62,16 @@ async fn every_packet_rule_is_enforced_with_exact_details_and_nothing_reaches_ka
     // (packets, expected details as (index, field, reason))
     let cases: Vec<(Value, Vec<(usize, &str, &str)>)> = vec![
         (json!([{ "throttle": 0.5 }]), vec![(0, "ts", "required")]),
-        (json!([{ "ts": "yesterday", "throttle": 0.5 }]), vec![(0, "ts", "must be an rfc 3339 timestamp or integer epoch milliseconds")]),
+        (
+            json!([{ "ts": "yesterday", "throttle": 0.5 }]),
+            vec![(0, "ts", "must be an rfc 3339 timestamp or integer epoch milliseconds")],
+        ),
         (json!([{ "ts": t as f64 + 0.5, "throttle": 0.5 }]), vec![(0, "ts", "epoch milliseconds must be an integer")]),
         (json!([{ "ts": future_ms, "throttle": 0.5 }]), vec![(0, "ts", "more than 60 s in the future")]),
-        (json!([packet_at(t, 0.1), packet_at(t, 0.2)]), vec![(1, "ts", "must be strictly greater than the previous packet's ts")]),
+        (
+            json!([packet_at(t, 0.1), packet_at(t, 0.2)]),
+            vec![(1, "ts", "must be strictly greater than the previous packet's ts")],
+        ),
         (json!([{ "ts": t }]), vec![(0, "throttle", "required")]),
         (json!([ok(json!({ "throttle": 1.01 }))]), vec![(0, "throttle", "must be between 0 and 1")]),
         (json!([ok(json!({ "throttle": -0.01 }))]), vec![(0, "throttle", "must be between 0 and 1")]),
@@ -74,15 +86,30 @@ async fn every_packet_rule_is_enforced_with_exact_details_and_nothing_reaches_ka
         (json!([ok(json!({ "rssi": 1024 }))]), vec![(0, "rssi", "must be between -200 and 1023")]),
         (json!([ok(json!({ "position": [1.0, 2.0] }))]), vec![(0, "position", "must be an array of 3 numbers")]),
         (json!([ok(json!({ "position": [1.0, "a", 3.0] }))]), vec![(0, "position[1]", "must be a number")]),
-        (json!([ok(json!({ "gps": { "lat": 90.5, "lon": 8.5, "alt_m": 400.0 } }))]), vec![(0, "gps.lat", "must be between -90 and 90")]),
-        (json!([ok(json!({ "gps": { "lat": 47.0, "lon": -180.5, "alt_m": 400.0 } }))]), vec![(0, "gps.lon", "must be between -180 and 180")]),
+        (
+            json!([ok(json!({ "gps": { "lat": 90.5, "lon": 8.5, "alt_m": 400.0 } }))]),
+            vec![(0, "gps.lat", "must be between -90 and 90")],
+        ),
+        (
+            json!([ok(json!({ "gps": { "lat": 47.0, "lon": -180.5, "alt_m": 400.0 } }))]),
+            vec![(0, "gps.lon", "must be between -180 and 180")],
+        ),
         (json!([ok(json!({ "gps": { "lat": 47.0, "lon": 8.5 } }))]), vec![(0, "gps.alt_m", "required")]),
-        (json!([ok(json!({ "gps": [47.0, 8.5, 400.0] }))]), vec![(0, "gps", "must be an object with lat, lon and alt_m")]),
-        (json!([ok(json!({ "velocity": [1.0, 2.0, 3.0, 4.0] }))]), vec![(0, "velocity", "must be an array of 3 numbers")]),
+        (
+            json!([ok(json!({ "gps": [47.0, 8.5, 400.0] }))]),
+            vec![(0, "gps", "must be an object with lat, lon and alt_m")],
+        ),
+        (
+            json!([ok(json!({ "velocity": [1.0, 2.0, 3.0, 4.0] }))]),
+            vec![(0, "velocity", "must be an array of 3 numbers")],
+        ),
         (json!([ok(json!({ "attitude": [1.0, 2.0, null] }))]), vec![(0, "attitude[2]", "must be a number")]),
         (json!([ok(json!({ "extra": Value::Object(big_extra) }))]), vec![(0, "extra", "must have at most 32 keys")]),
         (json!([ok(json!({ "extra": long_extra }))]), vec![(0, "extra", "must be at most 4096 bytes as compact json")]),
-        (json!([ok(json!({ "extra": { "nested": { "a": 1 } } }))]), vec![(0, "extra.nested", "must be a string, number or boolean")]),
+        (
+            json!([ok(json!({ "extra": { "nested": { "a": 1 } } }))]),
+            vec![(0, "extra.nested", "must be a string, number or boolean")],
+        ),
         (json!([ok(json!({ "drone_id": "someone-else" }))]), vec![(0, "drone_id", "unknown field")]),
         (json!([ok(json!({ "thrttle": 0.5 }))]), vec![(0, "thrttle", "unknown field")]),
         // One bad packet among good ones rejects the whole request, and every problem is listed.
@@ -94,12 +121,19 @@ async fn every_packet_rule_is_enforced_with_exact_details_and_nothing_reaches_ka
     for (body, expected) in cases {
         let response = app.post_telemetry(&key, &body).await;
         let error = expect_error(response, StatusCode::BAD_REQUEST, "invalid_packets").await;
-        let expected: Vec<Value> =
-            expected.iter().map(|(index, field, reason)| json!({ "index": index, "field": field, "reason": reason })).collect();
+        let expected: Vec<Value> = expected
+            .iter()
+            .map(|(index, field, reason)| json!({ "index": index, "field": field, "reason": reason }))
+            .collect();
         assert_eq!(error["details"], json!(expected), "for body {body}");
     }
     // Not JSON, NaN/Infinity (not JSON either), not an array, empty.
-    for body in [&b"[{\"ts\": 1, "[..], b"[{\"ts\": 1, \"throttle\": NaN}]", b"[{\"ts\": 1, \"throttle\": Infinity}]", b"[{\"ts\": 1, \"throttle\": 1e400}]"] {
+    for body in [
+        &b"[{\"ts\": 1, "[..],
+        b"[{\"ts\": 1, \"throttle\": NaN}]",
+        b"[{\"ts\": 1, \"throttle\": Infinity}]",
+        b"[{\"ts\": 1, \"throttle\": 1e400}]",
+    ] {
         let response = post_raw(&app, &key, "application/json", None, body.to_vec()).await;
         expect_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
     }
@@ -128,7 +162,8 @@ async fn valid_batches_get_201_and_land_in_kafka_and_ts_must_increase_across_req
     assert_eq!(response.json::<Value>().await.unwrap(), json!({ "ingested": 3 }));
     // The same batch again, or one starting at the newest acknowledged ts, is refused.
     for stale in [body.clone(), json!([packet_at(t + 40, 0.5)])] {
-        let error = expect_error(app.post_telemetry(&key, &stale).await, StatusCode::BAD_REQUEST, "invalid_packets").await;
+        let error =
+            expect_error(app.post_telemetry(&key, &stale).await, StatusCode::BAD_REQUEST, "invalid_packets").await;
         assert_eq!(error["details"][0]["index"], 0);
         assert_eq!(error["details"][0]["field"], "ts");
         let reason = error["details"][0]["reason"].as_str().unwrap();
@@ -158,7 +193,8 @@ async fn gzip_and_zstd_bodies_are_accepted_and_bombs_and_bad_encodings_refused()
     let response = post_raw(&app, &key, "application/json", Some("gzip"), gzip(&plain)).await;
     assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
     let plain = serde_json::to_vec(&packets_from(t + 1000, 100)).unwrap();
-    let response = post_raw(&app, &key, "application/json", Some("zstd"), zstd::encode_all(&plain[..], 3).unwrap()).await;
+    let response =
+        post_raw(&app, &key, "application/json", Some("zstd"), zstd::encode_all(&plain[..], 3).unwrap()).await;
     assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
     assert_eq!(app.messages_in_topic(), 200);
 
@@ -198,7 +234,10 @@ async fn size_and_content_type_limits_are_413_and_415() {
         if i > 0 {
             huge.push(b',');
         }
-        huge.extend_from_slice(format!(r#"{{"ts": {}, "throttle": 0.5, "extra": {{"pad": "{}"}}}}"#, t + 10_000 + i, "x".repeat(12_000)).as_bytes());
+        huge.extend_from_slice(
+            format!(r#"{{"ts": {}, "throttle": 0.5, "extra": {{"pad": "{}"}}}}"#, t + 10_000 + i, "x".repeat(12_000))
+                .as_bytes(),
+        );
     }
     huge.push(b']');
     assert!(huge.len() > 4 * 1024 * 1024);
@@ -343,7 +382,9 @@ async fn a_drones_key_writes_only_that_drone() {
     // A cannot name another drone in its packets …
     let mut forged = packet_at(t, 0.5);
     forged["drone_id"] = json!(drone_b);
-    let error = expect_error(app.post_telemetry(&key_a, &json!([forged])).await, StatusCode::BAD_REQUEST, "invalid_packets").await;
+    let error =
+        expect_error(app.post_telemetry(&key_a, &json!([forged])).await, StatusCode::BAD_REQUEST, "invalid_packets")
+            .await;
     assert_eq!(error["details"], json!([{ "index": 0, "field": "drone_id", "reason": "unknown field" }]));
     // … and the same ts from both drones are two drones' packets, not a conflict.
     assert_eq!(app.post_telemetry(&key_a, &json!(packets_from(t, 50))).await.status(), StatusCode::CREATED);

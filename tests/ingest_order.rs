@@ -18,9 +18,7 @@ async fn ts_order_holds_across_two_ingest_instances() {
     let post = |url: String, body: Value| {
         let http = app.http.clone();
         let key = key.clone();
-        async move {
-            http.post(format!("{url}/v1/telemetry")).header("x-api-key", key).json(&body).send().await.unwrap()
-        }
+        async move { http.post(format!("{url}/v1/telemetry")).header("x-api-key", key).json(&body).send().await.unwrap() }
     };
     assert_eq!(post(app.url.clone(), json!(packets_from(t, 10))).await.status(), StatusCode::CREATED);
     // The second instance has never seen this drone, yet knows the batch is stale.

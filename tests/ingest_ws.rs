@@ -53,7 +53,11 @@ async fn a_session_of_10_000_packets_lands_exactly_once_with_correct_acks() {
     let mut frame_number = 0;
     while position < all.len() {
         let size = [500, 1, 137, 499, 250][frame_number % 5].min(all.len() - position);
-        let frame = if size == 1 && frame_number % 2 == 1 { all[position].clone() } else { json!(all[position..position + size]) };
+        let frame = if size == 1 && frame_number % 2 == 1 {
+            all[position].clone()
+        } else {
+            json!(all[position..position + size])
+        };
         send_json(&mut socket, &frame).await;
         let reply = next_json(&mut socket).await;
         let last_ts = schemas::format_ts(all[position + size - 1]["ts"].as_i64().unwrap() * 1000);

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::json;
 use common::Deployment;
+use serde_json::json;
 use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -43,7 +43,8 @@ async fn sigterm_drains_and_kill_9_loses_nothing() {
     let pool = deployment.pool.clone();
     let (_, key) = ingest::create_drone(&pool, "lifecycle", None).await.unwrap();
     let start = Utc::now() - chrono::Duration::minutes(30);
-    let count = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM telemetry_raw").fetch_one(&pool).await.unwrap() };
+    let count =
+        || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM telemetry_raw").fetch_one(&pool).await.unwrap() };
     let wait_for = |expected: i64| {
         let count = &count;
         async move {

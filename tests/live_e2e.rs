@@ -17,7 +17,8 @@ async fn token(http: &reqwest::Client, url: &str) -> String {
     let credentials = json!({"email": email, "password": "correct horse battery"});
     let signup = http.post(format!("{url}/v1/auth/signup")).json(&credentials).send().await.unwrap();
     assert_eq!(signup.status(), 201);
-    let token: Value = http.post(format!("{url}/v1/auth/token")).json(&credentials).send().await.unwrap().json().await.unwrap();
+    let token: Value =
+        http.post(format!("{url}/v1/auth/token")).json(&credentials).send().await.unwrap().json().await.unwrap();
     token["access_token"].as_str().expect("access_token").to_owned()
 }
 
@@ -63,14 +64,26 @@ async fn posted_packets_reach_redis_the_live_endpoint_and_sse_newest_first() {
     let deadline = tokio::time::Instant::now() + WAIT;
     let newest_ts = schemas::format_ts(newest * 1000);
     while !buffer.contains(&newest_ts) {
-        let chunk = tokio::time::timeout_at(deadline, events.next()).await.expect("no SSE event in time").expect("stream ended").unwrap();
+        let chunk = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("no SSE event in time")
+            .expect("stream ended")
+            .unwrap();
         buffer.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(buffer.contains("event: telemetry"), "{buffer}");
 
     // The live endpoint (by drone key) shows the newest packet.
     let live = loop {
-        let live: Value = http.get(format!("{url}/v1/drones/{drone_id}/live")).header("x-api-key", &key).send().await.unwrap().json().await.unwrap();
+        let live: Value = http
+            .get(format!("{url}/v1/drones/{drone_id}/live"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if live["ts"] == json!(newest_ts) {
             break live;
         }
@@ -101,17 +114,36 @@ async fn posted_packets_reach_redis_the_live_endpoint_and_sse_newest_first() {
     let producer: rdkafka::producer::FutureProducer = deployment.kafka.create().unwrap();
     let payload = schemas::encode_telemetry(&record);
     producer
-        .send(rdkafka::producer::FutureRecord::to(&format!("{}telemetry.v1", deployment.prefix)).key(&drone_id).payload(&payload), Duration::from_secs(5))
+        .send(
+            rdkafka::producer::FutureRecord::to(&format!("{}telemetry.v1", deployment.prefix))
+                .key(&drone_id)
+                .payload(&payload),
+            Duration::from_secs(5),
+        )
         .await
         .expect("append old record");
     // Follow it with a newer marker packet through the API; once the marker is live, the old
     // record (earlier in the same partition) has been processed too.
     let marker = newest + 500;
-    let post = http.post(format!("{url}/v1/telemetry")).header("x-api-key", &key).json(&json!([{"ts": marker, "throttle": 0.2}])).send().await.unwrap();
+    let post = http
+        .post(format!("{url}/v1/telemetry"))
+        .header("x-api-key", &key)
+        .json(&json!([{"ts": marker, "throttle": 0.2}]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 201);
     let marker_ts = schemas::format_ts(marker * 1000);
     loop {
-        let live: Value = http.get(format!("{url}/v1/drones/{drone_id}/live")).bearer_auth(&jwt).send().await.unwrap().json().await.unwrap();
+        let live: Value = http
+            .get(format!("{url}/v1/drones/{drone_id}/live"))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_ne!(live["throttle"], json!(0.99), "an older packet overwrote the live view");
         if live["ts"] == json!(marker_ts) {
             break;

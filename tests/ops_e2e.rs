@@ -25,13 +25,17 @@ async fn health_metrics_openapi_and_docs_are_served() {
     assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = metrics.text().await.unwrap();
     assert!(
-        text.lines().any(|l| l.starts_with("flightline_http_requests_total{") && l.contains(r#"route="/v1/telemetry""#) && l.contains(r#"status="401""#)),
+        text.lines().any(|l| l.starts_with("flightline_http_requests_total{")
+            && l.contains(r#"route="/v1/telemetry""#)
+            && l.contains(r#"status="401""#)),
         "{text}"
     );
 
     let document: Value = http.get(format!("{url}/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"), "{}", document["openapi"]);
-    for path in ["/v1/telemetry", "/v1/auth/token", "/v1/drones/{id}/live", "/v1/flights/{id}", "/v1/flights/{id}/recompute"] {
+    for path in
+        ["/v1/telemetry", "/v1/auth/token", "/v1/drones/{id}/live", "/v1/flights/{id}", "/v1/flights/{id}/recompute"]
+    {
         assert!(document["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
     let docs = http.get(format!("{url}/docs")).send().await.unwrap();

@@ -70,7 +70,9 @@ fn assert_row_matches(row: &sqlx::postgres::PgRow, drone_id: Uuid, packet: &Valu
     }
     assert_eq!(row.get::<Option<i64>, _>("mah_drawn"), packet["mah_drawn"].as_i64(), "{context}");
     assert_eq!(row.get::<Option<i32>, _>("rssi").map(i64::from), packet["rssi"].as_i64(), "{context}");
-    for (array, columns) in [("position", ["x", "y", "z"]), ("velocity", ["vx", "vy", "vz"]), ("attitude", ["roll", "pitch", "yaw"])] {
+    for (array, columns) in
+        [("position", ["x", "y", "z"]), ("velocity", ["vx", "vy", "vz"]), ("attitude", ["roll", "pitch", "yaw"])]
+    {
         for (i, column) in columns.iter().enumerate() {
             assert_eq!(row.get::<Option<f64>, _>(*column), opt_f64(&packet[array][i]), "{column} of {context}");
         }
@@ -94,12 +96,14 @@ async fn rows_of(app: &TestApp, drone_id: Uuid) -> Vec<sqlx::postgres::PgRow> {
 }
 
 async fn stored_offsets(app: &TestApp, group: &str) -> Vec<(i32, i64)> {
-    sqlx::query_as("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 ORDER BY partition")
-        .bind(group)
-        .bind(&app.topic)
-        .fetch_all(&app.pool)
-        .await
-        .expect("offsets")
+    sqlx::query_as(
+        "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 ORDER BY partition",
+    )
+    .bind(group)
+    .bind(&app.topic)
+    .fetch_all(&app.pool)
+    .await
+    .expect("offsets")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +200,13 @@ async fn undecodable_message_is_dead_lettered_and_the_partition_moves_on() {
         assert_row_matches(row, drone_id, packet);
     }
 
-    let consumer: BaseConsumer = app.kafka.clone().set("group.id", format!("dlq-reader-{}", Uuid::new_v4())).set("auto.offset.reset", "earliest").create().unwrap();
+    let consumer: BaseConsumer = app
+        .kafka
+        .clone()
+        .set("group.id", format!("dlq-reader-{}", Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
     consumer.subscribe(&[&app.dlq_topic]).unwrap();
     let mut dead = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
@@ -205,7 +215,11 @@ async fn undecodable_message_is_dead_lettered_and_the_partition_moves_on() {
             let message = message.expect("dlq message");
             let headers = message.headers().expect("headers");
             let header = |name: &str| {
-                headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+                headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
             };
             assert_eq!(message.payload(), Some(&garbage[..]));
             assert!(header("error").is_some_and(|e| !e.is_empty()));
@@ -261,7 +275,15 @@ async fn rejected_requests_reach_neither_kafka_nor_the_database() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "unauthorized");
     // Wrong content type.
-    let response = app.http.post(format!("{}/v1/telemetry", app.url)).header("x-api-key", &key).header("content-type", "text/plain").body(json!(ok).to_string()).send().await.unwrap();
+    let response = app
+        .http
+        .post(format!("{}/v1/telemetry", app.url))
+        .header("x-api-key", &key)
+        .header("content-type", "text/plain")
+        .body(json!(ok).to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 415);
     // One bad packet among good ones rejects all, with details.
     let mut bad = packets(start, 100, 3);
@@ -297,8 +319,13 @@ async fn a_packet_that_reached_the_log_twice_is_stored_once() {
     // The same records once more, straight into the log as a retried append would put them.
     let producer: FutureProducer = app.kafka.clone().create().expect("producer");
     for packet in &sent[10..20] {
-        let parsed = schemas::parse_batch(json!([packet]).to_string().as_bytes(), Utc::now().timestamp_micros()).expect("valid");
-        let record = schemas::TelemetryRecord::from_packet(drone_id, Utc::now().timestamp_micros(), parsed.into_iter().next().unwrap());
+        let parsed =
+            schemas::parse_batch(json!([packet]).to_string().as_bytes(), Utc::now().timestamp_micros()).expect("valid");
+        let record = schemas::TelemetryRecord::from_packet(
+            drone_id,
+            Utc::now().timestamp_micros(),
+            parsed.into_iter().next().unwrap(),
+        );
         let payload = schemas::encode_telemetry(&record);
         producer
             .send(FutureRecord::to(&app.topic).key(&drone_id.to_string()).payload(&payload), Duration::from_secs(5))

@@ -93,11 +93,8 @@ impl AppState {
         let keys = KeyResolver::new(pool.clone(), Duration::from_secs(5));
         let burst = f64::from(config.rate_burst.max(schemas::MAX_PACKETS_PER_BATCH as u32));
         let drone_rate = Buckets::new(config.rate_per_drone_hz.max(1.0), burst, 1_000_000);
-        let auth_failures = Buckets::new(
-            config.auth_failures_per_s.max(0.001),
-            f64::from(config.auth_failure_burst.max(1)),
-            100_000,
-        );
+        let auth_failures =
+            Buckets::new(config.auth_failures_per_s.max(0.001), f64::from(config.auth_failure_burst.max(1)), 100_000);
         Self {
             pool,
             keys,
@@ -156,10 +153,8 @@ impl AppState {
         let reserved = started.elapsed();
         let received_at_us = chrono::Utc::now().timestamp_micros();
         let count = packets.len();
-        let records: Vec<TelemetryRecord> = packets
-            .into_iter()
-            .map(|packet| TelemetryRecord::from_packet(drone_id, received_at_us, packet))
-            .collect();
+        let records: Vec<TelemetryRecord> =
+            packets.into_iter().map(|packet| TelemetryRecord::from_packet(drone_id, received_at_us, packet)).collect();
         match self.publisher.append(&records, traceparent).await {
             Ok(()) => {
                 let appended = started.elapsed();

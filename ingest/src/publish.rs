@@ -102,8 +102,8 @@ impl Publisher {
             let key = record.drone_id.hyphenated().encode_lower(&mut key);
             payload.clear();
             schemas::encode_telemetry_into(record, &mut payload);
-            let headers = OwnedHeaders::new_with_capacity(1)
-                .insert(Header { key: "traceparent", value: Some(traceparent) });
+            let headers =
+                OwnedHeaders::new_with_capacity(1).insert(Header { key: "traceparent", value: Some(traceparent) });
             let message = BaseRecord::with_opaque_to(&self.topic, pending.clone())
                 .key(key.as_bytes())
                 .payload(&payload)
@@ -120,7 +120,9 @@ impl Publisher {
         let first_error = pending.first_error.lock().expect("pending lock").take();
         match first_error {
             None => Ok(()),
-            Some(first) => Err(AppendError::NotAcknowledged { failed: pending.failed.load(Ordering::Relaxed), total, first }),
+            Some(first) => {
+                Err(AppendError::NotAcknowledged { failed: pending.failed.load(Ordering::Relaxed), total, first })
+            }
         }
     }
 

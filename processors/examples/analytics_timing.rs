@@ -57,11 +57,7 @@ fn synthetic_flight(count: usize) -> FlightRows {
         mah += current * 0.02 / 3.6;
         let angle = t / 60.0;
         let position = [50.0 * angle.cos(), 50.0 * angle.sin(), 10.0 + 0.001 * t];
-        let gps = [
-            47.0 + position[1] / 111_000.0,
-            8.0 + position[0] / 75_000.0,
-            400.0 + position[2],
-        ];
+        let gps = [47.0 + position[1] / 111_000.0, 8.0 + position[0] / 75_000.0, 400.0 + position[2]];
         let velocity = [-50.0 / 60.0 * angle.sin(), 50.0 / 60.0 * angle.cos(), 0.001];
         let yaw = ((t * 3.0) % 360.0) - 180.0;
         rows.push(FlightRow {

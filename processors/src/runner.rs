@@ -11,9 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -141,12 +139,7 @@ struct RunnerContext {
 impl ClientContext for RunnerContext {}
 
 impl ConsumerContext for RunnerContext {
-    fn rebalance(
-        &self,
-        base_consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
+    fn rebalance(&self, base_consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         // Start assigned partitions where the processor's own store says, not where Kafka's
         // (possibly older) committed offset is.
         if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
@@ -178,11 +171,7 @@ impl ConsumerContext for RunnerContext {
 }
 
 /// What the library's default `rebalance` does: (un)assign, eagerly or cooperatively.
-fn assign_or_unassign(
-    base_consumer: &BaseConsumer<RunnerContext>,
-    err: RDKafkaRespErr,
-    tpl: &TopicPartitionList,
-) {
+fn assign_or_unassign(base_consumer: &BaseConsumer<RunnerContext>, err: RDKafkaRespErr, tpl: &TopicPartitionList) {
     let cooperative = matches!(base_consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
     let result = match (err, cooperative) {
         (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, true) => base_consumer.incremental_assign(tpl),
@@ -197,11 +186,7 @@ fn assign_or_unassign(
 
 /// Runs `processor` until `shutdown` is cancelled (drains the batch in flight and commits) or a
 /// fatal error happens.
-pub async fn run<P: Processor>(
-    config: RunnerConfig,
-    mut processor: P,
-    shutdown: CancellationToken,
-) -> Result<()> {
+pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown: CancellationToken) -> Result<()> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let context = RunnerContext { events: events_tx, seeds: processor.offset_seeds() };
     let consumer: StreamConsumer<RunnerContext> = config
@@ -220,12 +205,7 @@ pub async fn run<P: Processor>(
         .set("isolation.level", "read_committed")
         .create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
-    let dlq: FutureProducer = config
-        .kafka
-        .clone()
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .create()?;
+    let dlq: FutureProducer = config.kafka.clone().set("acks", "all").set("enable.idempotence", "true").create()?;
     let mut tick = tokio::time::interval(processor.tick_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -280,8 +260,10 @@ pub async fn run<P: Processor>(
                 }
             }
             let group = config.group_id.clone();
-            metrics::counter!("flightline_processor_messages_total", "group" => group.clone()).increment(batch.messages.len() as u64);
-            metrics::histogram!("flightline_processor_batch_seconds", "group" => group).record(started.elapsed().as_secs_f64());
+            metrics::counter!("flightline_processor_messages_total", "group" => group.clone())
+                .increment(batch.messages.len() as u64);
+            metrics::histogram!("flightline_processor_batch_seconds", "group" => group)
+                .record(started.elapsed().as_secs_f64());
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &batch.next_offsets {
@@ -336,7 +318,8 @@ async fn decode_batch<T: Record>(
     dlq: &FutureProducer,
     raw: Vec<RawMessage>,
 ) -> Result<Batch<T>> {
-    let mut batch = Batch { topic: config.topic.clone(), messages: Vec::with_capacity(raw.len()), next_offsets: BTreeMap::new() };
+    let mut batch =
+        Batch { topic: config.topic.clone(), messages: Vec::with_capacity(raw.len()), next_offsets: BTreeMap::new() };
     for message in raw {
         batch.next_offsets.insert(message.partition, message.offset + 1);
         match T::decode(&message.payload) {
@@ -352,12 +335,7 @@ async fn decode_batch<T: Record>(
     Ok(batch)
 }
 
-async fn dead_letter(
-    config: &RunnerConfig,
-    dlq: &FutureProducer,
-    message: &RawMessage,
-    reason: &str,
-) -> Result<()> {
+async fn dead_letter(config: &RunnerConfig, dlq: &FutureProducer, message: &RawMessage, reason: &str) -> Result<()> {
     metrics::counter!("flightline_processor_dead_letters_total", "group" => config.group_id.clone()).increment(1);
     tracing::warn!(
         group = %config.group_id,
@@ -379,9 +357,7 @@ async fn dead_letter(
     if let Some(key) = &message.key {
         record = record.key(key);
     }
-    dlq.send(record, Duration::from_secs(30))
-        .await
-        .map_err(|(error, _)| Error::Kafka(error))?;
+    dlq.send(record, Duration::from_secs(30)).await.map_err(|(error, _)| Error::Kafka(error))?;
     Ok(())
 }
 

@@ -56,10 +56,7 @@ impl Processor for Store {
         .await?
         .into_iter()
         .collect();
-        let fresh = batch
-            .messages
-            .iter()
-            .filter(|m| stored.get(&m.partition).is_none_or(|next| m.offset >= *next));
+        let fresh = batch.messages.iter().filter(|m| stored.get(&m.partition).is_none_or(|next| m.offset >= *next));
         let columns = Columns::from_messages(fresh);
         if !columns.drone_id.is_empty() {
             insert_rows(&mut tx, &columns).await?;
@@ -104,11 +101,10 @@ impl Processor for Store {
 
 /// Daily partitions from yesterday to three days ahead (UTC); see the migration's function.
 pub async fn ensure_partitions(pool: &PgPool) -> Result<()> {
-    let created: i32 = sqlx::query_scalar(
-        "SELECT flightline_ensure_partitions((now() AT TIME ZONE 'UTC')::date - 1, 5)",
-    )
-    .fetch_one(pool)
-    .await?;
+    let created: i32 =
+        sqlx::query_scalar("SELECT flightline_ensure_partitions((now() AT TIME ZONE 'UTC')::date - 1, 5)")
+            .fetch_one(pool)
+            .await?;
     if created > 0 {
         tracing::info!(created, "telemetry_raw partitions created");
     }
@@ -117,13 +113,11 @@ pub async fn ensure_partitions(pool: &PgPool) -> Result<()> {
 
 /// The offsets a group has stored for a topic: `(partition, next_offset)`.
 pub async fn stored_offsets(pool: &PgPool, group_id: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
-    )
-    .bind(group_id)
-    .bind(topic)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2")
+        .bind(group_id)
+        .bind(topic)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// A batch of records pivoted into one vector per column.

@@ -58,9 +58,7 @@ struct Gps {
 }
 
 fn ts_us(text: &str) -> i64 {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("bad ts {text}: {e}"))
-        .timestamp_micros()
+    DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("bad ts {text}: {e}")).timestamp_micros()
 }
 
 fn load(path: &Path) -> Vec<FlightRow> {
@@ -97,10 +95,7 @@ fn streams() -> Vec<PathBuf> {
         .filter(|path| path.to_string_lossy().ends_with(".jsonl.gz"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 7,
-        "expected the recorded flights, found {files:?}"
-    );
+    assert!(files.len() >= 7, "expected the recorded flights, found {files:?}");
     files
 }
 
@@ -130,10 +125,7 @@ fn sessionize(packets: &[FlightRow]) -> Vec<ClosedFlight> {
 
 fn flight_rows(packets: &[FlightRow], flight: &ClosedFlight) -> FlightRows {
     let mut rows = FlightRows::default();
-    for packet in packets
-        .iter()
-        .filter(|p| flight.start_ts_us <= p.ts_us && p.ts_us <= flight.end_ts_us)
-    {
+    for packet in packets.iter().filter(|p| flight.start_ts_us <= p.ts_us && p.ts_us <= flight.end_ts_us) {
         rows.push(*packet);
     }
     rows
@@ -155,11 +147,7 @@ fn compare(path: &str, ours: &Value, reference: &Value, worst: &mut BTreeMap<Str
             }
         }
         (Value::Array(a), Value::Array(b)) => {
-            assert_eq!(
-                a.len(),
-                b.len(),
-                "{path}: lengths differ: {ours} vs {reference}"
-            );
+            assert_eq!(a.len(), b.len(), "{path}: lengths differ: {ours} vs {reference}");
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 compare(&format!("{path}[{i}]"), x, y, worst);
             }
@@ -168,19 +156,12 @@ fn compare(path: &str, ours: &Value, reference: &Value, worst: &mut BTreeMap<Str
             if a.is_f64() || b.is_f64() {
                 let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
                 let scale = x.abs().max(y.abs());
-                let relative = if scale == 0.0 {
-                    0.0
-                } else {
-                    (x - y).abs() / scale
-                };
+                let relative = if scale == 0.0 { 0.0 } else { (x - y).abs() / scale };
                 let key = path.split_once('.').map_or(path, |(_, rest)| rest);
                 let key = strip_indices(key);
                 let entry = worst.entry(key).or_insert(0.0);
                 *entry = entry.max(relative);
-                assert!(
-                    relative <= REL_TOL,
-                    "{path}: {x} vs reference {y} (rel {relative:e})"
-                );
+                assert!(relative <= REL_TOL, "{path}: {x} vs reference {y} (rel {relative:e})");
             } else {
                 assert_eq!(a, b, "{path}");
             }
@@ -227,12 +208,7 @@ fn meta(stream: &Path) -> Meta {
         .unwrap()
         .iter()
         .filter(|gap| gap["duration_s"].as_f64().unwrap() > gap_s)
-        .map(|gap| {
-            (
-                ts_us(gap["from_ts"].as_str().unwrap()),
-                ts_us(gap["to_ts"].as_str().unwrap()),
-            )
-        })
+        .map(|gap| (ts_us(gap["from_ts"].as_str().unwrap()), ts_us(gap["to_ts"].as_str().unwrap())))
         .collect();
     let flight_events = meta["events"]
         .as_array()
@@ -240,50 +216,24 @@ fn meta(stream: &Path) -> Meta {
         .iter()
         .filter(|e| e["within_stream"] == Value::Bool(true))
         .filter(|e| matches!(e["kind"].as_str(), Some("takeoff" | "landing")))
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_owned(),
-                ts_us(e["ts"].as_str().unwrap()),
-            )
-        })
+        .map(|e| (e["kind"].as_str().unwrap().to_owned(), ts_us(e["ts"].as_str().unwrap())))
         .collect();
-    Meta {
-        last_ts_us: ts_us(meta["last_ts"].as_str().unwrap()),
-        long_gaps,
-        flight_events,
-    }
+    Meta { last_ts_us: ts_us(meta["last_ts"].as_str().unwrap()), long_gaps, flight_events }
 }
 
 /// The ground truth of the recordings (shared/data/README.md): no stream has 10 s of throttle
 /// under 5 %, so each is one flight closed at its last packet by the silent-drone rule, split
 /// only by recording gaps longer than G (the DJI streams).
 fn check_against_meta(name: &str, flights: &[ClosedFlight], meta: &Meta) {
-    assert_eq!(
-        flights.len(),
-        meta.long_gaps.len() + 1,
-        "{name}: one flight plus one per recording gap over 10 s"
-    );
+    assert_eq!(flights.len(), meta.long_gaps.len() + 1, "{name}: one flight plus one per recording gap over 10 s");
     for (i, (from, to)) in meta.long_gaps.iter().enumerate() {
-        assert_eq!(
-            flights[i].end_ts_us, *from,
-            "{name}: flight {i} ends where the gap starts"
-        );
-        assert!(
-            flights[i + 1].start_ts_us >= *to,
-            "{name}: flight {} starts after the gap",
-            i + 1
-        );
+        assert_eq!(flights[i].end_ts_us, *from, "{name}: flight {i} ends where the gap starts");
+        assert!(flights[i + 1].start_ts_us >= *to, "{name}: flight {} starts after the gap", i + 1);
     }
-    assert_eq!(
-        flights.last().unwrap().end_ts_us,
-        meta.last_ts_us,
-        "{name}: the last flight ends at the last packet"
-    );
+    assert_eq!(flights.last().unwrap().end_ts_us, meta.last_ts_us, "{name}: the last flight ends at the last packet");
     for (kind, ts) in &meta.flight_events {
         assert!(
-            flights
-                .iter()
-                .any(|f| f.start_ts_us <= *ts && *ts <= f.end_ts_us),
+            flights.iter().any(|f| f.start_ts_us <= *ts && *ts <= f.end_ts_us),
             "{name}: {kind} at {ts} is inside a flight"
         );
     }
@@ -302,27 +252,17 @@ fn recorded_flights_match_the_reference_and_the_logs() {
     let mut worst = BTreeMap::new();
     let mut total_flights = 0;
     for (stream, reference) in streams.iter().zip(references) {
-        let name = stream
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace(".jsonl.gz", "");
+        let name = stream.file_name().unwrap().to_string_lossy().replace(".jsonl.gz", "");
         let packets = load(stream);
         let flights = sessionize(&packets);
         check_against_meta(&name, &flights, &meta(stream));
 
         let output = reference.wait_with_output().expect("reference ran");
-        assert!(
-            output.status.success(),
-            "{name}: reference failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{name}: reference failed: {}", String::from_utf8_lossy(&output.stderr));
         let expected: Value = serde_json::from_slice(&output.stdout).expect("reference json");
         let expected_flights = expected["flights"].as_array().unwrap();
-        let bounds: Vec<(i64, i64, u64)> = flights
-            .iter()
-            .map(|f| (f.start_ts_us, f.end_ts_us, f.packet_count))
-            .collect();
+        let bounds: Vec<(i64, i64, u64)> =
+            flights.iter().map(|f| (f.start_ts_us, f.end_ts_us, f.packet_count)).collect();
         let expected_bounds: Vec<(i64, i64, u64)> = expected_flights
             .iter()
             .map(|f| {
@@ -336,29 +276,17 @@ fn recorded_flights_match_the_reference_and_the_logs() {
         assert_eq!(bounds, expected_bounds, "{name}: flight boundaries");
 
         for (flight, expected) in flights.iter().zip(expected_flights) {
-            assert_eq!(
-                flight.flight_id.to_string(),
-                expected["flight_id"].as_str().unwrap(),
-                "{name}: flight id"
-            );
+            assert_eq!(flight.flight_id.to_string(), expected["flight_id"].as_str().unwrap(), "{name}: flight id");
             let rows = flight_rows(&packets, flight);
             assert_eq!(rows.len() as u64, flight.packet_count);
             let metrics = compute(&rows, flight.start_ts_us, flight.end_ts_us, 0.05)
                 .unwrap_or_else(|e| panic!("{name}: compute: {e}"));
             let ours = serde_json::to_value(&metrics).unwrap();
-            compare(
-                &format!("{name}@{}", flight.start_ts_us),
-                &ours,
-                &expected["metrics"],
-                &mut worst,
-            );
+            compare(&format!("{name}@{}", flight.start_ts_us), &ours, &expected["metrics"], &mut worst);
             total_flights += 1;
         }
     }
-    assert!(
-        total_flights >= 12,
-        "expected every recorded flight, got {total_flights}"
-    );
+    assert!(total_flights >= 12, "expected every recorded flight, got {total_flights}");
     // Shown with --nocapture: how close the two implementations are, metric by metric.
     for (key, relative) in &worst {
         println!("{key:<45} max rel diff {relative:.1e}");

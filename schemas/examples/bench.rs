@@ -40,9 +40,7 @@ fn main() {
     let now_us = 1_777_640_000_000_000;
     let bodies: Vec<Vec<u8>> = (0..20)
         .map(|batch| {
-            let packets: Vec<String> = (0..500)
-                .map(|index| packet_json(batch * 500 + index))
-                .collect();
+            let packets: Vec<String> = (0..500).map(|index| packet_json(batch * 500 + index)).collect();
             format!("[{}]", packets.join(",")).into_bytes()
         })
         .collect();
@@ -55,17 +53,11 @@ fn main() {
             black_box(parse_batch(black_box(body), now_us).unwrap());
         }
     });
-    time(
-        "reference: serde_json::from_slice::<Vec<Value>>",
-        packets,
-        || {
-            for body in &bodies {
-                black_box(
-                    serde_json::from_slice::<Vec<serde_json::Value>>(black_box(body)).unwrap(),
-                );
-            }
-        },
-    );
+    time("reference: serde_json::from_slice::<Vec<Value>>", packets, || {
+        for body in &bodies {
+            black_box(serde_json::from_slice::<Vec<serde_json::Value>>(black_box(body)).unwrap());
+        }
+    });
 
     let drone = Uuid::from_u128(0x0b7c3f4e_2d1a_4c5b_9e8f_7a6b5c4d3e2f);
     let records: Vec<TelemetryRecord> = bodies
@@ -75,10 +67,7 @@ fn main() {
         .collect();
     let encoded: Vec<Vec<u8>> = records.iter().map(encode_telemetry).collect();
     println!("avro message: {} bytes/record", encoded[0].len());
-    assert!(encoded
-        .iter()
-        .zip(&records)
-        .all(|(bytes, record)| generic::encode_telemetry(record) == *bytes));
+    assert!(encoded.iter().zip(&records).all(|(bytes, record)| generic::encode_telemetry(record) == *bytes));
 
     time("encode_telemetry (hand-written)", records.len(), || {
         for record in &records {
@@ -86,44 +75,28 @@ fn main() {
         }
     });
     let mut buffer = Vec::with_capacity(512);
-    time(
-        "encode_telemetry_into (reused buffer)",
-        records.len(),
-        || {
-            for record in &records {
-                buffer.clear();
-                schemas::avro::encode_telemetry_into(black_box(record), &mut buffer);
-                black_box(&buffer);
-            }
-        },
-    );
-    time(
-        "encode via apache-avro Value (generic)",
-        records.len(),
-        || {
-            for record in &records {
-                black_box(generic::encode_telemetry(black_box(record)));
-            }
-        },
-    );
-    time(
-        "decode_telemetry (hand-written, current writer)",
-        encoded.len(),
-        || {
-            for bytes in &encoded {
-                black_box(decode_telemetry(black_box(bytes)).unwrap());
-            }
-        },
-    );
-    time(
-        "decode via apache-avro + resolution (old writers)",
-        encoded.len(),
-        || {
-            for bytes in &encoded {
-                black_box(generic::decode_telemetry(black_box(bytes)).unwrap());
-            }
-        },
-    );
+    time("encode_telemetry_into (reused buffer)", records.len(), || {
+        for record in &records {
+            buffer.clear();
+            schemas::avro::encode_telemetry_into(black_box(record), &mut buffer);
+            black_box(&buffer);
+        }
+    });
+    time("encode via apache-avro Value (generic)", records.len(), || {
+        for record in &records {
+            black_box(generic::encode_telemetry(black_box(record)));
+        }
+    });
+    time("decode_telemetry (hand-written, current writer)", encoded.len(), || {
+        for bytes in &encoded {
+            black_box(decode_telemetry(black_box(bytes)).unwrap());
+        }
+    });
+    time("decode via apache-avro + resolution (old writers)", encoded.len(), || {
+        for bytes in &encoded {
+            black_box(generic::decode_telemetry(black_box(bytes)).unwrap());
+        }
+    });
     time("TelemetryRecord::to_json", records.len(), || {
         for record in &records {
             black_box(record.to_json());

@@ -14,9 +14,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use schemas::{
-    decode_flight_event, decode_telemetry, encode_flight_event, encode_telemetry, Attitude,
-    ExtraValue, FlightClosed, FlightEvent, FlightRule, Gps, RecomputeRequested, TelemetryRecord,
-    Vec3,
+    decode_flight_event, decode_telemetry, encode_flight_event, encode_telemetry, Attitude, ExtraValue, FlightClosed,
+    FlightEvent, FlightRule, Gps, RecomputeRequested, TelemetryRecord, Vec3,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -52,26 +51,10 @@ fn sample_records() -> Vec<TelemetryRecord> {
         drone_id: drone(),
         ts_us: 1_777_636_800_020_001,
         received_at_us: 1_777_636_800_031_415,
-        position: Some(Vec3 {
-            x: 12.1,
-            y: -3.4,
-            z: 25.0,
-        }),
-        gps: Some(Gps {
-            lat: 47.397742,
-            lon: 8.545594,
-            alt_m: 488.1,
-        }),
-        velocity: Some(Vec3 {
-            x: 4.2,
-            y: 0.1,
-            z: -0.3,
-        }),
-        attitude: Some(Attitude {
-            roll: 2.5,
-            pitch: -8.1,
-            yaw: 123.0,
-        }),
+        position: Some(Vec3 { x: 12.1, y: -3.4, z: 25.0 }),
+        gps: Some(Gps { lat: 47.397742, lon: 8.545594, alt_m: 488.1 }),
+        velocity: Some(Vec3 { x: 4.2, y: 0.1, z: -0.3 }),
+        attitude: Some(Attitude { roll: 2.5, pitch: -8.1, yaw: 123.0 }),
         throttle: 0.42,
         voltage: Some(22.8),
         current: Some(-31.5),
@@ -104,18 +87,10 @@ fn sample_records() -> Vec<TelemetryRecord> {
         drone_id: Uuid::from_u128(u128::MAX),
         ts_us: 253_402_300_799_999_999,
         received_at_us: -62_135_596_800_000_000,
-        position: Some(Vec3 {
-            x: f64::MAX,
-            y: f64::MIN_POSITIVE,
-            z: -0.0,
-        }),
+        position: Some(Vec3 { x: f64::MAX, y: f64::MIN_POSITIVE, z: -0.0 }),
         gps: None,
         velocity: None,
-        attitude: Some(Attitude {
-            roll: 1e-300,
-            pitch: 5e-324,
-            yaw: -1e300,
-        }),
+        attitude: Some(Attitude { roll: 1e-300, pitch: 5e-324, yaw: -1e300 }),
         throttle: 0.0,
         voltage: Some(0.0),
         current: None,
@@ -161,41 +136,30 @@ fn write(dir: &Path) -> anyhow::Result<String> {
     let mut telemetry = Vec::new();
     for (index, record) in sample_records().iter().enumerate() {
         let file = format!("rust_telemetry_{index}.bin");
-        std::fs::write(dir.join(&file), encode_telemetry(record))
-            .with_context(|| format!("writing {file}"))?;
+        std::fs::write(dir.join(&file), encode_telemetry(record)).with_context(|| format!("writing {file}"))?;
         telemetry.push(json!({"file": file, "value": record_to_json(record)}));
     }
     let mut events = Vec::new();
     for (index, event) in sample_events().iter().enumerate() {
         let file = format!("rust_flight_event_{index}.bin");
-        std::fs::write(dir.join(&file), encode_flight_event(event))
-            .with_context(|| format!("writing {file}"))?;
+        std::fs::write(dir.join(&file), encode_flight_event(event)).with_context(|| format!("writing {file}"))?;
         events.push(json!({"file": file, "value": event_to_json(event)}));
     }
     let expected = json!({"telemetry": telemetry, "flight_events": events});
-    std::fs::write(
-        dir.join("rust_expected.json"),
-        serde_json::to_vec_pretty(&expected)?,
-    )?;
-    Ok(format!(
-        "wrote {} telemetry records and {} flight events",
-        telemetry.len(),
-        events.len()
-    ))
+    std::fs::write(dir.join("rust_expected.json"), serde_json::to_vec_pretty(&expected)?)?;
+    Ok(format!("wrote {} telemetry records and {} flight events", telemetry.len(), events.len()))
 }
 
 fn read(dir: &Path) -> anyhow::Result<String> {
     let path = dir.join("py_expected.json");
-    let expected: Value = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )?;
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
     let mut checked = 0;
     for entry in array(&expected, "telemetry")? {
         let file = entry["file"].as_str().context("file name")?;
         let bytes = std::fs::read(dir.join(file)).with_context(|| format!("reading {file}"))?;
         let decoded = decode_telemetry(&bytes).with_context(|| format!("decoding {file}"))?;
-        let wanted = record_from_json(&entry["value"])
-            .with_context(|| format!("expected value of {file}"))?;
+        let wanted = record_from_json(&entry["value"]).with_context(|| format!("expected value of {file}"))?;
         if decoded != wanted {
             bail!("{file}: decoded {decoded:#?}\nbut python wrote {wanted:#?}");
         }
@@ -210,8 +174,7 @@ fn read(dir: &Path) -> anyhow::Result<String> {
         let file = entry["file"].as_str().context("file name")?;
         let bytes = std::fs::read(dir.join(file)).with_context(|| format!("reading {file}"))?;
         let decoded = decode_flight_event(&bytes).with_context(|| format!("decoding {file}"))?;
-        let wanted = event_from_json(&entry["value"])
-            .with_context(|| format!("expected value of {file}"))?;
+        let wanted = event_from_json(&entry["value"]).with_context(|| format!("expected value of {file}"))?;
         if decoded != wanted {
             bail!("{file}: decoded {decoded:#?}\nbut python wrote {wanted:#?}");
         }
@@ -223,26 +186,19 @@ fn read(dir: &Path) -> anyhow::Result<String> {
     if checked == 0 {
         bail!("py_expected.json lists no messages");
     }
-    Ok(format!(
-        "decoded and checked {checked} messages written by fastavro"
-    ))
+    Ok(format!("decoded and checked {checked} messages written by fastavro"))
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> anyhow::Result<&'a Vec<Value>> {
-    value[key]
-        .as_array()
-        .with_context(|| format!("{key} must be an array"))
+    value[key].as_array().with_context(|| format!("{key} must be an array"))
 }
 
 // The plain JSON form shared with interop.py.
 
 fn record_to_json(r: &TelemetryRecord) -> Value {
     let vec3 = |v: Vec3| json!({"x": v.x, "y": v.y, "z": v.z});
-    let extra: serde_json::Map<String, Value> = r
-        .extra
-        .iter()
-        .map(|(key, value)| (key.clone(), Value::from(value)))
-        .collect();
+    let extra: serde_json::Map<String, Value> =
+        r.extra.iter().map(|(key, value)| (key.clone(), Value::from(value))).collect();
     json!({
         "drone_id": r.drone_id.to_string(),
         "ts": r.ts_us,
@@ -289,57 +245,33 @@ fn event_to_json(event: &FlightEvent) -> Value {
 }
 
 fn uuid(value: &Value, key: &str) -> anyhow::Result<Uuid> {
-    Ok(Uuid::parse_str(
-        value[key]
-            .as_str()
-            .with_context(|| format!("{key} must be a string"))?,
-    )?)
+    Ok(Uuid::parse_str(value[key].as_str().with_context(|| format!("{key} must be a string"))?)?)
 }
 
 fn long(value: &Value, key: &str) -> anyhow::Result<i64> {
-    value[key]
-        .as_i64()
-        .with_context(|| format!("{key} must be an integer"))
+    value[key].as_i64().with_context(|| format!("{key} must be an integer"))
 }
 
 fn double(value: &Value, key: &str) -> anyhow::Result<f64> {
-    value[key]
-        .as_f64()
-        .with_context(|| format!("{key} must be a number"))
+    value[key].as_f64().with_context(|| format!("{key} must be a number"))
 }
 
-fn optional<T>(
-    value: &Value,
-    key: &str,
-    read: impl FnOnce(&Value) -> anyhow::Result<T>,
-) -> anyhow::Result<Option<T>> {
+fn optional<T>(value: &Value, key: &str, read: impl FnOnce(&Value) -> anyhow::Result<T>) -> anyhow::Result<Option<T>> {
     match &value[key] {
         Value::Null => Ok(None),
-        inner => read(inner)
-            .with_context(|| format!("field {key}"))
-            .map(Some),
+        inner => read(inner).with_context(|| format!("field {key}")).map(Some),
     }
 }
 
 fn record_from_json(v: &Value) -> anyhow::Result<TelemetryRecord> {
-    let vec3 = |inner: &Value| {
-        Ok(Vec3 {
-            x: double(inner, "x")?,
-            y: double(inner, "y")?,
-            z: double(inner, "z")?,
-        })
-    };
+    let vec3 = |inner: &Value| Ok(Vec3 { x: double(inner, "x")?, y: double(inner, "y")?, z: double(inner, "z")? });
     let mut extra = BTreeMap::new();
     for (key, value) in v["extra"].as_object().context("extra must be an object")? {
         let converted = match value {
             Value::String(text) => ExtraValue::String(text.clone()),
             Value::Bool(flag) => ExtraValue::Bool(*flag),
-            Value::Number(number) if number.is_i64() => {
-                ExtraValue::Int(number.as_i64().unwrap_or_default())
-            }
-            Value::Number(number) if number.is_f64() => {
-                ExtraValue::Float(number.as_f64().unwrap_or_default())
-            }
+            Value::Number(number) if number.is_i64() => ExtraValue::Int(number.as_i64().unwrap_or_default()),
+            Value::Number(number) if number.is_f64() => ExtraValue::Float(number.as_f64().unwrap_or_default()),
             other => bail!("extra.{key}: unexpected {other}"),
         };
         extra.insert(key.clone(), converted);
@@ -350,27 +282,17 @@ fn record_from_json(v: &Value) -> anyhow::Result<TelemetryRecord> {
         received_at_us: long(v, "received_at")?,
         position: optional(v, "position", vec3)?,
         gps: optional(v, "gps", |g| {
-            Ok(Gps {
-                lat: double(g, "lat")?,
-                lon: double(g, "lon")?,
-                alt_m: double(g, "alt_m")?,
-            })
+            Ok(Gps { lat: double(g, "lat")?, lon: double(g, "lon")?, alt_m: double(g, "alt_m")? })
         })?,
         velocity: optional(v, "velocity", vec3)?,
         attitude: optional(v, "attitude", |a| {
-            Ok(Attitude {
-                roll: double(a, "roll")?,
-                pitch: double(a, "pitch")?,
-                yaw: double(a, "yaw")?,
-            })
+            Ok(Attitude { roll: double(a, "roll")?, pitch: double(a, "pitch")?, yaw: double(a, "yaw")? })
         })?,
         throttle: double(v, "throttle")?,
         voltage: optional(v, "voltage", |x| x.as_f64().context("a number"))?,
         current: optional(v, "current", |x| x.as_f64().context("a number"))?,
         mah_drawn: optional(v, "mah_drawn", |x| x.as_i64().context("an integer"))?,
-        rssi: optional(v, "rssi", |x| {
-            Ok(i32::try_from(x.as_i64().context("an integer")?)?)
-        })?,
+        rssi: optional(v, "rssi", |x| Ok(i32::try_from(x.as_i64().context("an integer")?)?))?,
         extra,
     })
 }
@@ -399,9 +321,7 @@ fn event_from_json(v: &Value) -> anyhow::Result<FlightEvent> {
             flight_id: uuid(v, "flight_id")?,
             drone_id: uuid(v, "drone_id")?,
             requested_at_us: long(v, "requested_at")?,
-            reason: optional(v, "reason", |x| {
-                Ok(x.as_str().context("a string")?.to_owned())
-            })?,
+            reason: optional(v, "reason", |x| Ok(x.as_str().context("a string")?.to_owned()))?,
         })),
         other => bail!("unknown flight event type {other:?}"),
     }

@@ -28,8 +28,7 @@ use uuid::Uuid;
 
 use crate::packet::{FieldError, TelemetryPacket};
 use crate::record::{
-    Attitude, ExtraValue, FlightClosed, FlightEvent, FlightRule, Gps, RecomputeRequested,
-    TelemetryRecord, Vec3,
+    Attitude, ExtraValue, FlightClosed, FlightEvent, FlightRule, Gps, RecomputeRequested, TelemetryRecord, Vec3,
 };
 
 /// The current `TelemetryRecord` schema (`avro/telemetry_record.avsc`).
@@ -147,10 +146,7 @@ pub enum PacketDecodeError {
 pub fn decode_telemetry_packet(bytes: &[u8], now_us: i64) -> Result<TelemetryPacket, PacketDecodeError> {
     let (version, datum) = split_header(bytes)?;
     let fields = if version == TELEMETRY_PACKET.current {
-        let mut cursor = Cursor {
-            bytes: datum,
-            position: 0,
-        };
+        let mut cursor = Cursor { bytes: datum, position: 0 };
         let ts_us = cursor.long()?;
         read_telemetry_tail(cursor, Uuid::nil(), ts_us, 0)?
     } else {
@@ -197,13 +193,8 @@ static TELEMETRY: LazyLock<Family> =
     LazyLock::new(|| Family::load(TELEMETRY_NAME, TELEMETRY_RECORD_SCHEMA, history::HISTORY));
 static FLIGHT_EVENT: LazyLock<Family> =
     LazyLock::new(|| Family::load(FLIGHT_EVENT_NAME, FLIGHT_EVENT_SCHEMA, history::HISTORY));
-static TELEMETRY_PACKET: LazyLock<Family> = LazyLock::new(|| {
-    Family::load(
-        TELEMETRY_PACKET_NAME,
-        TELEMETRY_PACKET_SCHEMA,
-        history::HISTORY,
-    )
-});
+static TELEMETRY_PACKET: LazyLock<Family> =
+    LazyLock::new(|| Family::load(TELEMETRY_PACKET_NAME, TELEMETRY_PACKET_SCHEMA, history::HISTORY));
 
 impl Family {
     /// Builds the family named `full_name` from its current schema and the files of `history`
@@ -222,24 +213,17 @@ impl Family {
         let mut writers = HashMap::new();
         writers.insert(current, reader.clone());
         for (file, text) in history {
-            let name = schema_full_name(text)
-                .unwrap_or_else(|error| panic!("history schema {file}: {error}"));
+            let name = schema_full_name(text).unwrap_or_else(|error| panic!("history schema {file}: {error}"));
             if name != full_name {
                 continue;
             }
-            let schema = Schema::parse_str(text)
-                .unwrap_or_else(|error| panic!("history schema {file} does not parse: {error}"));
-            let version = fingerprint(text).unwrap_or_else(|error| {
-                panic!("history schema {file} has no canonical form: {error}")
-            });
+            let schema =
+                Schema::parse_str(text).unwrap_or_else(|error| panic!("history schema {file} does not parse: {error}"));
+            let version = fingerprint(text)
+                .unwrap_or_else(|error| panic!("history schema {file} has no canonical form: {error}"));
             writers.insert(version, schema);
         }
-        Family {
-            full_name,
-            reader,
-            current,
-            writers,
-        }
+        Family { full_name, reader, current, writers }
     }
 
     /// Decodes `datum`, written with the schema of `version`, and resolves it to the reader schema.
@@ -250,31 +234,23 @@ impl Family {
         let mut rest = datum;
         // What apache_avro::from_avro_datum(writer, rest, Some(reader)) does, in two steps so a
         // corrupt datum and an incompatible schema are told apart.
-        let value = apache_avro::from_avro_datum(writer, &mut rest, None)
-            .map_err(|error| malformed(error.to_string()))?;
+        let value =
+            apache_avro::from_avro_datum(writer, &mut rest, None).map_err(|error| malformed(error.to_string()))?;
         if !rest.is_empty() {
             return Err(malformed(format!("{} trailing bytes", rest.len())));
         }
         value
             .resolve(&self.reader)
-            .map_err(|error| DecodeError::Incompatible {
-                fingerprint: hex(&version),
-                reason: error.to_string(),
-            })
+            .map_err(|error| DecodeError::Incompatible { fingerprint: hex(&version), reason: error.to_string() })
     }
 
     fn not_mine(&self, version: [u8; 8]) -> DecodeError {
         for other in [&*TELEMETRY, &*FLIGHT_EVENT, &*TELEMETRY_PACKET] {
             if other.full_name != self.full_name && other.writers.contains_key(&version) {
-                return DecodeError::WrongSchema {
-                    expected: self.full_name,
-                    found: other.full_name,
-                };
+                return DecodeError::WrongSchema { expected: self.full_name, found: other.full_name };
             }
         }
-        DecodeError::UnknownSchema {
-            fingerprint: hex(&version),
-        }
+        DecodeError::UnknownSchema { fingerprint: hex(&version) }
     }
 }
 
@@ -285,9 +261,7 @@ fn split_header(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
     }
     let (header, datum) = bytes.split_at(HEADER_LEN);
     if header[..2] != MARKER {
-        return Err(DecodeError::BadMarker {
-            found: [header[0], header[1]],
-        });
+        return Err(DecodeError::BadMarker { found: [header[0], header[1]] });
     }
     let mut version = [0; 8];
     version.copy_from_slice(&header[2..]);
@@ -313,9 +287,7 @@ fn decode_flight_event_with(family: &Family, bytes: &[u8]) -> Result<FlightEvent
 }
 
 fn malformed(reason: impl Into<String>) -> DecodeError {
-    DecodeError::Malformed {
-        reason: reason.into(),
-    }
+    DecodeError::Malformed { reason: reason.into() }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -333,17 +305,12 @@ fn fingerprint(schema_json: &str) -> Result<[u8; 8], String> {
 /// The full name of a named schema given as JSON text.
 fn schema_full_name(schema_json: &str) -> Result<String, String> {
     let json: Json = serde_json::from_str(schema_json).map_err(|error| error.to_string())?;
-    let name = json
-        .get("name")
-        .and_then(Json::as_str)
-        .ok_or("schema has no name")?;
+    let name = json.get("name").and_then(Json::as_str).ok_or("schema has no name")?;
     let namespace = json.get("namespace").and_then(Json::as_str);
     Ok(full_name(name, namespace, ""))
 }
 
-const PRIMITIVES: [&str; 8] = [
-    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
-];
+const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
 
 /// The Parsing Canonical Form of the Avro specification: primitives in their simple form
 /// (logical types dropped), full names, only the attributes that matter for parsing, in the
@@ -376,15 +343,8 @@ fn write_canonical(schema: &Json, namespace: &str, out: &mut String) -> Result<(
             };
             match kind.as_str() {
                 "record" | "error" | "enum" | "fixed" => {
-                    let name = object
-                        .get("name")
-                        .and_then(Json::as_str)
-                        .ok_or("named schema without a name")?;
-                    let qualified = full_name(
-                        name,
-                        object.get("namespace").and_then(Json::as_str),
-                        namespace,
-                    );
+                    let name = object.get("name").and_then(Json::as_str).ok_or("named schema without a name")?;
+                    let qualified = full_name(name, object.get("namespace").and_then(Json::as_str), namespace);
                     let inner_namespace = qualified.rsplit_once('.').map_or("", |(space, _)| space);
                     out.push_str("{\"name\":");
                     push_quoted(out, &qualified);
@@ -392,43 +352,31 @@ fn write_canonical(schema: &Json, namespace: &str, out: &mut String) -> Result<(
                     push_quoted(out, kind);
                     match kind.as_str() {
                         "enum" => {
-                            let symbols = object
-                                .get("symbols")
-                                .and_then(Json::as_array)
-                                .ok_or("enum without symbols")?;
+                            let symbols =
+                                object.get("symbols").and_then(Json::as_array).ok_or("enum without symbols")?;
                             out.push_str(",\"symbols\":[");
                             for (position, symbol) in symbols.iter().enumerate() {
                                 if position > 0 {
                                     out.push(',');
                                 }
-                                push_quoted(
-                                    out,
-                                    symbol.as_str().ok_or("enum symbol is not a string")?,
-                                );
+                                push_quoted(out, symbol.as_str().ok_or("enum symbol is not a string")?);
                             }
                             out.push(']');
                         }
                         "fixed" => {
-                            let size = object
-                                .get("size")
-                                .and_then(Json::as_u64)
-                                .ok_or("fixed without a size")?;
+                            let size = object.get("size").and_then(Json::as_u64).ok_or("fixed without a size")?;
                             out.push_str(&format!(",\"size\":{size}"));
                         }
                         _ => {
-                            let fields = object
-                                .get("fields")
-                                .and_then(Json::as_array)
-                                .ok_or("record without fields")?;
+                            let fields =
+                                object.get("fields").and_then(Json::as_array).ok_or("record without fields")?;
                             out.push_str(",\"fields\":[");
                             for (position, field) in fields.iter().enumerate() {
                                 if position > 0 {
                                     out.push(',');
                                 }
-                                let field_name = field
-                                    .get("name")
-                                    .and_then(Json::as_str)
-                                    .ok_or("field without a name")?;
+                                let field_name =
+                                    field.get("name").and_then(Json::as_str).ok_or("field without a name")?;
                                 let field_type = field.get("type").ok_or("field without a type")?;
                                 out.push_str("{\"name\":");
                                 push_quoted(out, field_name);
@@ -443,20 +391,12 @@ fn write_canonical(schema: &Json, namespace: &str, out: &mut String) -> Result<(
                 }
                 "array" => {
                     out.push_str("{\"type\":\"array\",\"items\":");
-                    write_canonical(
-                        object.get("items").ok_or("array without items")?,
-                        namespace,
-                        out,
-                    )?;
+                    write_canonical(object.get("items").ok_or("array without items")?, namespace, out)?;
                     out.push('}');
                 }
                 "map" => {
                     out.push_str("{\"type\":\"map\",\"values\":");
-                    write_canonical(
-                        object.get("values").ok_or("map without values")?,
-                        namespace,
-                        out,
-                    )?;
+                    write_canonical(object.get("values").ok_or("map without values")?, namespace, out)?;
                     out.push('}');
                 }
                 // A primitive, possibly with a logical type: its simple form.
@@ -749,11 +689,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn vec3(&mut self) -> Result<Vec3, DecodeError> {
-        Ok(Vec3 {
-            x: self.double()?,
-            y: self.double()?,
-            z: self.double()?,
-        })
+        Ok(Vec3 { x: self.double()?, y: self.double()?, z: self.double()? })
     }
 
     fn remaining(&self) -> usize {
@@ -762,10 +698,7 @@ impl<'a> Cursor<'a> {
 }
 
 fn read_telemetry_datum(datum: &[u8]) -> Result<TelemetryRecord, DecodeError> {
-    let mut cursor = Cursor {
-        bytes: datum,
-        position: 0,
-    };
+    let mut cursor = Cursor { bytes: datum, position: 0 };
     let drone_id = cursor.uuid()?;
     let ts_us = cursor.long()?;
     let received_at_us = cursor.long()?;
@@ -781,21 +714,11 @@ fn read_telemetry_tail(
     received_at_us: i64,
 ) -> Result<TelemetryRecord, DecodeError> {
     let position = cursor.optional(Cursor::vec3)?;
-    let gps = cursor.optional(|cursor| {
-        Ok(Gps {
-            lat: cursor.double()?,
-            lon: cursor.double()?,
-            alt_m: cursor.double()?,
-        })
-    })?;
+    let gps =
+        cursor.optional(|cursor| Ok(Gps { lat: cursor.double()?, lon: cursor.double()?, alt_m: cursor.double()? }))?;
     let velocity = cursor.optional(Cursor::vec3)?;
-    let attitude = cursor.optional(|cursor| {
-        Ok(Attitude {
-            roll: cursor.double()?,
-            pitch: cursor.double()?,
-            yaw: cursor.double()?,
-        })
-    })?;
+    let attitude = cursor
+        .optional(|cursor| Ok(Attitude { roll: cursor.double()?, pitch: cursor.double()?, yaw: cursor.double()? }))?;
     let throttle = cursor.double()?;
     let voltage = cursor.optional(Cursor::double)?;
     let current = cursor.optional(Cursor::double)?;
@@ -809,9 +732,7 @@ fn read_telemetry_tail(
         }
         if count < 0 {
             // A negative count is followed by the block's size in bytes.
-            count = count
-                .checked_neg()
-                .ok_or_else(|| cursor.error("invalid block count"))?;
+            count = count.checked_neg().ok_or_else(|| cursor.error("invalid block count"))?;
             cursor.long()?;
         }
         // Each entry takes at least two bytes; this bounds the loop on garbage.
@@ -851,10 +772,7 @@ fn read_telemetry_tail(
 }
 
 fn read_flight_event_datum(datum: &[u8]) -> Result<FlightEvent, DecodeError> {
-    let mut cursor = Cursor {
-        bytes: datum,
-        position: 0,
-    };
+    let mut cursor = Cursor { bytes: datum, position: 0 };
     let event = match cursor.long()? {
         0 => FlightEvent::Closed(FlightClosed {
             flight_id: cursor.uuid()?,
@@ -912,9 +830,7 @@ impl Fields {
     fn uuid(&mut self, name: &str) -> Result<Uuid, DecodeError> {
         match self.take(name)? {
             Value::Uuid(id) => Ok(id),
-            Value::String(text) => {
-                Uuid::parse_str(&text).map_err(|_| malformed(format!("field {name} is not a uuid")))
-            }
+            Value::String(text) => Uuid::parse_str(&text).map_err(|_| malformed(format!("field {name} is not a uuid"))),
             other => Err(unexpected(name, &other)),
         }
     }
@@ -984,11 +900,7 @@ fn telemetry_from_value(value: Value) -> Result<TelemetryRecord, DecodeError> {
     let mut fields = Fields::of(value, "TelemetryRecord")?;
     let vec3 = |name: &str, value: Value| {
         let mut inner = Fields::of(value, name)?;
-        Ok(Vec3 {
-            x: inner.double("x")?,
-            y: inner.double("y")?,
-            z: inner.double("z")?,
-        })
+        Ok(Vec3 { x: inner.double("x")?, y: inner.double("y")?, z: inner.double("z")? })
     };
     let extra = match fields.take("extra")? {
         Value::Map(entries) => {
@@ -1018,20 +930,12 @@ fn telemetry_from_value(value: Value) -> Result<TelemetryRecord, DecodeError> {
         position: fields.optional("position", vec3)?,
         gps: fields.optional("gps", |name, value| {
             let mut inner = Fields::of(value, name)?;
-            Ok(Gps {
-                lat: inner.double("lat")?,
-                lon: inner.double("lon")?,
-                alt_m: inner.double("alt_m")?,
-            })
+            Ok(Gps { lat: inner.double("lat")?, lon: inner.double("lon")?, alt_m: inner.double("alt_m")? })
         })?,
         velocity: fields.optional("velocity", vec3)?,
         attitude: fields.optional("attitude", |name, value| {
             let mut inner = Fields::of(value, name)?;
-            Ok(Attitude {
-                roll: inner.double("roll")?,
-                pitch: inner.double("pitch")?,
-                yaw: inner.double("yaw")?,
-            })
+            Ok(Attitude { roll: inner.double("roll")?, pitch: inner.double("pitch")?, yaw: inner.double("yaw")? })
         })?,
         throttle: fields.double("throttle")?,
         voltage: fields.optional("voltage", double_of)?,
@@ -1130,20 +1034,11 @@ pub mod generic {
     }
 
     fn record(fields: Vec<(&str, Value)>) -> Value {
-        Value::Record(
-            fields
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect(),
-        )
+        Value::Record(fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect())
     }
 
     fn vec3(value: Vec3) -> Value {
-        record(vec![
-            ("x", Value::Double(value.x)),
-            ("y", Value::Double(value.y)),
-            ("z", Value::Double(value.z)),
-        ])
+        record(vec![("x", Value::Double(value.x)), ("y", Value::Double(value.y)), ("z", Value::Double(value.z))])
     }
 
     pub(crate) fn telemetry_to_value(r: &TelemetryRecord) -> Value {
@@ -1152,9 +1047,7 @@ pub mod generic {
             .iter()
             .map(|(key, value)| {
                 let value = match value {
-                    ExtraValue::String(text) => {
-                        Value::Union(0, Box::new(Value::String(text.clone())))
-                    }
+                    ExtraValue::String(text) => Value::Union(0, Box::new(Value::String(text.clone()))),
                     ExtraValue::Int(number) => Value::Union(1, Box::new(Value::Long(*number))),
                     ExtraValue::Float(number) => Value::Union(2, Box::new(Value::Double(*number))),
                     ExtraValue::Bool(flag) => Value::Union(3, Box::new(Value::Boolean(*flag))),
@@ -1212,10 +1105,7 @@ pub mod generic {
                     (
                         "rule",
                         record(vec![
-                            (
-                                "throttle_threshold",
-                                Value::Double(c.rule.throttle_threshold),
-                            ),
+                            ("throttle_threshold", Value::Double(c.rule.throttle_threshold)),
                             ("idle_window_us", Value::Long(c.rule.idle_window_us)),
                             ("gap_us", Value::Long(c.rule.gap_us)),
                             ("min_duration_us", Value::Long(c.rule.min_duration_us)),
@@ -1255,26 +1145,10 @@ mod tests {
             drone_id: drone(),
             ts_us: 1_777_636_800_020_000,
             received_at_us: 1_777_636_800_031_415,
-            position: Some(Vec3 {
-                x: 12.1,
-                y: -3.4,
-                z: 25.0,
-            }),
-            gps: Some(Gps {
-                lat: 47.397742,
-                lon: 8.545594,
-                alt_m: 488.1,
-            }),
-            velocity: Some(Vec3 {
-                x: 4.2,
-                y: 0.1,
-                z: -0.3,
-            }),
-            attitude: Some(Attitude {
-                roll: 2.5,
-                pitch: -8.1,
-                yaw: 123.0,
-            }),
+            position: Some(Vec3 { x: 12.1, y: -3.4, z: 25.0 }),
+            gps: Some(Gps { lat: 47.397742, lon: 8.545594, alt_m: 488.1 }),
+            velocity: Some(Vec3 { x: 4.2, y: 0.1, z: -0.3 }),
+            attitude: Some(Attitude { roll: 2.5, pitch: -8.1, yaw: 123.0 }),
             throttle: 0.42,
             voltage: Some(22.8),
             current: Some(-31.5),
@@ -1360,11 +1234,7 @@ mod tests {
             }
         }
         fn vec3(&mut self) -> Option<Vec3> {
-            self.chance().then(|| Vec3 {
-                x: self.float(),
-                y: self.float(),
-                z: self.float(),
-            })
+            self.chance().then(|| Vec3 { x: self.float(), y: self.float(), z: self.float() })
         }
         fn record(&mut self, max_extra: u64) -> TelemetryRecord {
             let mut extra = BTreeMap::new();
@@ -1382,11 +1252,7 @@ mod tests {
                 ts_us: self.long(),
                 received_at_us: self.long(),
                 position: self.vec3(),
-                gps: self.chance().then(|| Gps {
-                    lat: self.float(),
-                    lon: self.float(),
-                    alt_m: self.float(),
-                }),
+                gps: self.chance().then(|| Gps { lat: self.float(), lon: self.float(), alt_m: self.float() }),
                 velocity: self.vec3(),
                 attitude: self.chance().then(|| Attitude {
                     roll: self.float(),
@@ -1414,13 +1280,8 @@ mod tests {
 
     /// Inserts a field into a record value before `before`.
     fn with_field(value: Value, name: &str, field: Value, before: &str) -> Value {
-        let Value::Record(mut fields) = value else {
-            panic!("not a record")
-        };
-        let position = fields
-            .iter()
-            .position(|(existing, _)| existing == before)
-            .unwrap();
+        let Value::Record(mut fields) = value else { panic!("not a record") };
+        let position = fields.iter().position(|(existing, _)| existing == before).unwrap();
         fields.insert(position, (name.to_owned(), field));
         Value::Record(fields)
     }
@@ -1430,16 +1291,8 @@ mod tests {
         // Computed independently with fastavro:
         // fastavro.schema.fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO").
         // A change here means the schema changed: copy the previous version into avro/history/.
-        assert_eq!(
-            hex(&TELEMETRY.current),
-            "83ec0f9696369bfe",
-            "telemetry_record.avsc changed"
-        );
-        assert_eq!(
-            hex(&FLIGHT_EVENT.current),
-            "c5275539057ea2e6",
-            "flight_event.avsc changed"
-        );
+        assert_eq!(hex(&TELEMETRY.current), "83ec0f9696369bfe", "telemetry_record.avsc changed");
+        assert_eq!(hex(&FLIGHT_EVENT.current), "c5275539057ea2e6", "flight_event.avsc changed");
     }
 
     #[test]
@@ -1448,32 +1301,17 @@ mod tests {
         assert_eq!(hex(&rabin(b"")), "95a7d7a43a215dc1");
         assert_eq!(hex(&rabin(b"\"null\"")), "8a8f25cce724dd63");
         assert_eq!(hex(&rabin(b"\"int\"")), "8f5c393f1ad57572");
-        assert_eq!(
-            hex(&rabin(br#"{"type":"fixed","name":"x.y","size":4}"#)),
-            "8674aacc6ccbb449"
-        );
+        assert_eq!(hex(&rabin(br#"{"type":"fixed","name":"x.y","size":4}"#)), "8674aacc6ccbb449");
     }
 
     #[test]
     fn canonical_form_follows_the_specification() {
         let cases = [
-            (
-                r#"{"type": "long", "logicalType": "timestamp-micros"}"#,
-                r#""long""#,
-            ),
+            (r#"{"type": "long", "logicalType": "timestamp-micros"}"#, r#""long""#),
             (r#"{"type": "string"}"#, r#""string""#),
-            (
-                r#"["null", {"type": "string", "logicalType": "uuid"}]"#,
-                r#"["null","string"]"#,
-            ),
-            (
-                r#"{"type": "map", "values": "int", "doc": "x"}"#,
-                r#"{"type":"map","values":"int"}"#,
-            ),
-            (
-                r#"{"type": "array", "items": "long"}"#,
-                r#"{"type":"array","items":"long"}"#,
-            ),
+            (r#"["null", {"type": "string", "logicalType": "uuid"}]"#, r#"["null","string"]"#),
+            (r#"{"type": "map", "values": "int", "doc": "x"}"#, r#"{"type":"map","values":"int"}"#),
+            (r#"{"type": "array", "items": "long"}"#, r#"{"type":"array","items":"long"}"#),
             (
                 r#"{"type": "fixed", "size": 4, "name": "y", "namespace": "x"}"#,
                 r#"{"name":"x.y","type":"fixed","size":4}"#,
@@ -1492,11 +1330,7 @@ mod tests {
             ),
         ];
         for (schema, expected) in cases {
-            assert_eq!(
-                parsing_canonical_form(schema).unwrap(),
-                expected,
-                "{schema}"
-            );
+            assert_eq!(parsing_canonical_form(schema).unwrap(), expected, "{schema}");
         }
     }
 
@@ -1508,10 +1342,7 @@ mod tests {
             record.extra.insert(key, value);
             each_extra.push(record);
         }
-        for record in [full_record(), minimal_record()]
-            .into_iter()
-            .chain(each_extra)
-        {
+        for record in [full_record(), minimal_record()].into_iter().chain(each_extra) {
             let bytes = encode_telemetry(&record);
             assert_eq!(bytes[..2], MARKER);
             assert_eq!(bytes[2..10], TELEMETRY.current);
@@ -1533,14 +1364,8 @@ mod tests {
         }
         for _ in 0..500 {
             let record = random.record(32);
-            assert_eq!(
-                decode_telemetry(&generic::encode_telemetry(&record)).unwrap(),
-                record
-            );
-            assert_eq!(
-                generic::decode_telemetry(&encode_telemetry(&record)).unwrap(),
-                record
-            );
+            assert_eq!(decode_telemetry(&generic::encode_telemetry(&record)).unwrap(), record);
+            assert_eq!(generic::decode_telemetry(&encode_telemetry(&record)).unwrap(), record);
         }
     }
 
@@ -1574,11 +1399,7 @@ mod tests {
 
     #[test]
     fn flight_events_round_trip_and_match_apache_avro() {
-        for event in [
-            closed(),
-            recompute(None),
-            recompute(Some("new battery model")),
-        ] {
+        for event in [closed(), recompute(None), recompute(Some("new battery model"))] {
             let bytes = encode_flight_event(&event);
             assert_eq!(bytes, generic::encode_flight_event(&event));
             assert_eq!(bytes[2..10], FLIGHT_EVENT.current);
@@ -1591,11 +1412,7 @@ mod tests {
 
     #[test]
     fn current_reader_reads_a_newer_writer() {
-        let family = Family::load(
-            TELEMETRY_NAME,
-            TELEMETRY_RECORD_SCHEMA,
-            &[("v2.avsc", TELEMETRY_V2)],
-        );
+        let family = Family::load(TELEMETRY_NAME, TELEMETRY_RECORD_SCHEMA, &[("v2.avsc", TELEMETRY_V2)]);
         let record = full_record();
         let value = with_field(
             generic::telemetry_to_value(&record),
@@ -1607,48 +1424,26 @@ mod tests {
         assert_eq!(decode_telemetry_with(&family, &bytes).unwrap(), record);
         // The compiled-in registry does not know the fixture.
         let fingerprint = hex(&bytes[2..10]);
-        assert_eq!(
-            decode_telemetry(&bytes),
-            Err(DecodeError::UnknownSchema { fingerprint })
-        );
+        assert_eq!(decode_telemetry(&bytes), Err(DecodeError::UnknownSchema { fingerprint }));
     }
 
     #[test]
     fn newer_reader_reads_the_current_writer() {
-        let newer = Family::load(
-            TELEMETRY_NAME,
-            TELEMETRY_V2,
-            &[("current.avsc", TELEMETRY_RECORD_SCHEMA)],
-        );
+        let newer = Family::load(TELEMETRY_NAME, TELEMETRY_V2, &[("current.avsc", TELEMETRY_RECORD_SCHEMA)]);
         let record = full_record();
         let bytes = encode_telemetry(&record);
-        let Value::Record(fields) = newer
-            .resolve(TELEMETRY.current, &bytes[HEADER_LEN..])
-            .unwrap()
-        else {
+        let Value::Record(fields) = newer.resolve(TELEMETRY.current, &bytes[HEADER_LEN..]).unwrap() else {
             panic!("not a record")
         };
-        let airspeed = &fields
-            .iter()
-            .find(|(name, _)| name == "airspeed")
-            .unwrap()
-            .1;
-        assert_eq!(
-            *airspeed,
-            Value::Union(0, Box::new(Value::Null)),
-            "the default"
-        );
+        let airspeed = &fields.iter().find(|(name, _)| name == "airspeed").unwrap().1;
+        assert_eq!(*airspeed, Value::Union(0, Box::new(Value::Null)), "the default");
         // A later build of this crate with v2 as its reader still yields the same record.
         assert_eq!(decode_telemetry_with(&newer, &bytes).unwrap(), record);
     }
 
     #[test]
     fn flight_event_schema_evolves_both_ways() {
-        let family = Family::load(
-            FLIGHT_EVENT_NAME,
-            FLIGHT_EVENT_SCHEMA,
-            &[("v2.avsc", FLIGHT_EVENT_V2)],
-        );
+        let family = Family::load(FLIGHT_EVENT_NAME, FLIGHT_EVENT_SCHEMA, &[("v2.avsc", FLIGHT_EVENT_V2)]);
         // A newer writer's RecomputeRequested, with its added field, reads fine.
         let request = Value::Record(vec![(
             "event".into(),
@@ -1657,23 +1452,14 @@ mod tests {
                 Box::new(Value::Record(vec![
                     ("flight_id".into(), Value::Uuid(Uuid::from_u128(0x1234))),
                     ("drone_id".into(), Value::Uuid(drone())),
-                    (
-                        "requested_at".into(),
-                        Value::TimestampMicros(1_777_640_000_000_000),
-                    ),
+                    ("requested_at".into(), Value::TimestampMicros(1_777_640_000_000_000)),
                     ("reason".into(), Value::Union(0, Box::new(Value::Null))),
-                    (
-                        "requested_by".into(),
-                        Value::Union(1, Box::new(Value::String("a@b.c".into()))),
-                    ),
+                    ("requested_by".into(), Value::Union(1, Box::new(Value::String("a@b.c".into())))),
                 ])),
             ),
         )]);
         let bytes = message_with(FLIGHT_EVENT_V2, request);
-        assert_eq!(
-            decode_flight_event_with(&family, &bytes).unwrap(),
-            recompute(None)
-        );
+        assert_eq!(decode_flight_event_with(&family, &bytes).unwrap(), recompute(None));
         // Its new kind of event cannot be read by this reader: a clear error, not a panic.
         let done = Value::Record(vec![(
             "event".into(),
@@ -1686,32 +1472,18 @@ mod tests {
             ),
         )]);
         let bytes = message_with(FLIGHT_EVENT_V2, done);
-        assert!(matches!(
-            decode_flight_event_with(&family, &bytes),
-            Err(DecodeError::Incompatible { .. })
-        ));
+        assert!(matches!(decode_flight_event_with(&family, &bytes), Err(DecodeError::Incompatible { .. })));
         // A newer reader reads today's events.
-        let newer = Family::load(
-            FLIGHT_EVENT_NAME,
-            FLIGHT_EVENT_V2,
-            &[("current.avsc", FLIGHT_EVENT_SCHEMA)],
-        );
+        let newer = Family::load(FLIGHT_EVENT_NAME, FLIGHT_EVENT_V2, &[("current.avsc", FLIGHT_EVENT_SCHEMA)]);
         for event in [closed(), recompute(Some("why"))] {
-            assert_eq!(
-                decode_flight_event_with(&newer, &encode_flight_event(&event)).unwrap(),
-                event
-            );
+            assert_eq!(decode_flight_event_with(&newer, &encode_flight_event(&event)).unwrap(), event);
         }
     }
 
     /// The union branches of a FlightEvent schema, by name.
     fn event_branches(schema: &Schema) -> Vec<(String, Schema)> {
-        let Schema::Record(record) = schema else {
-            panic!("FlightEvent is a record")
-        };
-        let Schema::Union(union) = &record.fields[0].schema else {
-            panic!("event is a union")
-        };
+        let Schema::Record(record) = schema else { panic!("FlightEvent is a record") };
+        let Schema::Union(union) = &record.fields[0].schema else { panic!("event is a union") };
         union
             .variants()
             .iter()
@@ -1731,16 +1503,12 @@ mod tests {
         if schema_full_name(current_json).unwrap() == FLIGHT_EVENT_NAME {
             let old_branches = event_branches(&old);
             for (name, branch) in event_branches(&current) {
-                if let Some((_, old_branch)) =
-                    old_branches.iter().find(|(old_name, _)| *old_name == name)
-                {
-                    SchemaCompatibility::can_read(&branch, old_branch)
-                        .expect("old reader reads the current branch");
+                if let Some((_, old_branch)) = old_branches.iter().find(|(old_name, _)| *old_name == name) {
+                    SchemaCompatibility::can_read(&branch, old_branch).expect("old reader reads the current branch");
                 }
             }
         } else {
-            SchemaCompatibility::can_read(&current, &old)
-                .expect("old reader reads the current writer");
+            SchemaCompatibility::can_read(&current, &old).expect("old reader reads the current writer");
         }
     }
 
@@ -1752,9 +1520,7 @@ mod tests {
             let current = match schema_full_name(text).unwrap().as_str() {
                 TELEMETRY_NAME => TELEMETRY_RECORD_SCHEMA,
                 FLIGHT_EVENT_NAME => FLIGHT_EVENT_SCHEMA,
-                other => panic!(
-                    "{file}: schema {other} is neither {TELEMETRY_NAME} nor {FLIGHT_EVENT_NAME}"
-                ),
+                other => panic!("{file}: schema {other} is neither {TELEMETRY_NAME} nor {FLIGHT_EVENT_NAME}"),
             };
             assert_evolvable(text, current);
         }
@@ -1765,47 +1531,19 @@ mod tests {
     #[test]
     fn header_errors_are_clear() {
         assert_eq!(decode_telemetry(&[]), Err(DecodeError::TooShort { len: 0 }));
-        assert_eq!(
-            decode_telemetry(&[0xC3, 0x01, 1]),
-            Err(DecodeError::TooShort { len: 3 })
-        );
+        assert_eq!(decode_telemetry(&[0xC3, 0x01, 1]), Err(DecodeError::TooShort { len: 3 }));
         let mut bytes = encode_telemetry(&full_record());
         bytes[0] = b'{';
-        assert_eq!(
-            decode_telemetry(&bytes),
-            Err(DecodeError::BadMarker {
-                found: [b'{', 0x01]
-            })
-        );
+        assert_eq!(decode_telemetry(&bytes), Err(DecodeError::BadMarker { found: [b'{', 0x01] }));
         let mut bytes = encode_telemetry(&full_record());
         bytes[2..10].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]);
         let error = decode_telemetry(&bytes).unwrap_err();
-        assert_eq!(
-            error,
-            DecodeError::UnknownSchema {
-                fingerprint: "deadbeef00010203".into()
-            }
-        );
-        assert_eq!(
-            error.to_string(),
-            "unknown writer schema fingerprint deadbeef00010203"
-        );
-        let expected = DecodeError::WrongSchema {
-            expected: FLIGHT_EVENT_NAME,
-            found: TELEMETRY_NAME,
-        };
-        assert_eq!(
-            decode_flight_event(&encode_telemetry(&full_record())),
-            Err(expected)
-        );
-        let expected = DecodeError::WrongSchema {
-            expected: TELEMETRY_NAME,
-            found: FLIGHT_EVENT_NAME,
-        };
-        assert_eq!(
-            decode_telemetry(&encode_flight_event(&closed())),
-            Err(expected)
-        );
+        assert_eq!(error, DecodeError::UnknownSchema { fingerprint: "deadbeef00010203".into() });
+        assert_eq!(error.to_string(), "unknown writer schema fingerprint deadbeef00010203");
+        let expected = DecodeError::WrongSchema { expected: FLIGHT_EVENT_NAME, found: TELEMETRY_NAME };
+        assert_eq!(decode_flight_event(&encode_telemetry(&full_record())), Err(expected));
+        let expected = DecodeError::WrongSchema { expected: TELEMETRY_NAME, found: FLIGHT_EVENT_NAME };
+        assert_eq!(decode_telemetry(&encode_flight_event(&closed())), Err(expected));
     }
 
     #[test]
@@ -1813,30 +1551,18 @@ mod tests {
         for record in [full_record(), minimal_record()] {
             let bytes = encode_telemetry(&record);
             for len in 0..bytes.len() {
-                assert!(
-                    decode_telemetry(&bytes[..len]).is_err(),
-                    "prefix of {len} bytes"
-                );
-                assert!(
-                    generic::decode_telemetry(&bytes[..len]).is_err(),
-                    "prefix of {len} bytes"
-                );
+                assert!(decode_telemetry(&bytes[..len]).is_err(), "prefix of {len} bytes");
+                assert!(generic::decode_telemetry(&bytes[..len]).is_err(), "prefix of {len} bytes");
             }
             let mut longer = bytes.clone();
             longer.push(0);
-            assert_eq!(
-                decode_telemetry(&longer),
-                Err(malformed("1 trailing bytes"))
-            );
+            assert_eq!(decode_telemetry(&longer), Err(malformed("1 trailing bytes")));
             assert!(generic::decode_telemetry(&longer).is_err());
         }
         for event in [closed(), recompute(Some("x"))] {
             let bytes = encode_flight_event(&event);
             for len in 0..bytes.len() {
-                assert!(
-                    decode_flight_event(&bytes[..len]).is_err(),
-                    "prefix of {len} bytes"
-                );
+                assert!(decode_flight_event(&bytes[..len]).is_err(), "prefix of {len} bytes");
             }
         }
     }
@@ -1845,27 +1571,15 @@ mod tests {
     fn corrupt_data_is_an_error_not_a_panic() {
         let datum_start = encode_telemetry(&minimal_record());
         let cases: [(&str, Vec<u8>); 5] = [
-            (
-                "not a uuid",
-                [&datum_start[..10], &[72], &[b'x'; 36]].concat(),
-            ),
+            ("not a uuid", [&datum_start[..10], &[72], &[b'x'; 36]].concat()),
             ("invalid union branch", [&datum_start[..58], &[4]].concat()),
-            (
-                "varint overflows 64 bits",
-                [&datum_start[..47], &[0xff; 10]].concat(),
-            ),
+            ("varint overflows 64 bits", [&datum_start[..47], &[0xff; 10]].concat()),
             ("not utf-8", [&datum_start[..10], &[4, 0xff, 0xfe]].concat()),
-            (
-                "map block count exceeds the data",
-                [&datum_start[..datum_start.len() - 1], &[0x80, 0x80, 0x04]].concat(),
-            ),
+            ("map block count exceeds the data", [&datum_start[..datum_start.len() - 1], &[0x80, 0x80, 0x04]].concat()),
         ];
         for (what, bytes) in cases {
             let error = decode_telemetry(&bytes).unwrap_err();
-            assert!(
-                matches!(error, DecodeError::Malformed { .. }),
-                "{what}: {error}"
-            );
+            assert!(matches!(error, DecodeError::Malformed { .. }), "{what}: {error}");
             assert!(generic::decode_telemetry(&bytes).is_err(), "{what}");
         }
         // Random bytes after a valid header, and random flips of valid messages.

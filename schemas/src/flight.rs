@@ -58,16 +58,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    } as u32;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -82,36 +77,18 @@ mod tests {
         // uuid.uuid5(uuid.UUID("6f1c5a52-7a1e-4c63-9d7c-2b0e5d1f8a90"),
         //            "0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f/2026-05-01T12:00:00.020000Z")
         let drone = Uuid::parse_str("0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f").unwrap();
-        assert_eq!(
-            flight_id(drone, 1_777_636_800_020_000).to_string(),
-            "709b9bbd-866b-5153-8353-2873496b5cdb"
-        );
-        assert_eq!(
-            flight_id(drone, 0).to_string(),
-            "3b44078b-2a57-5762-ab0a-306343bf06d8"
-        );
+        assert_eq!(flight_id(drone, 1_777_636_800_020_000).to_string(), "709b9bbd-866b-5153-8353-2873496b5cdb");
+        assert_eq!(flight_id(drone, 0).to_string(), "3b44078b-2a57-5762-ab0a-306343bf06d8");
     }
 
     #[test]
     fn format_ts_always_has_six_fractional_digits() {
-        assert_eq!(
-            format_ts(1_777_636_800_020_000),
-            "2026-05-01T12:00:00.020000Z"
-        );
+        assert_eq!(format_ts(1_777_636_800_020_000), "2026-05-01T12:00:00.020000Z");
         assert_eq!(format_ts(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(format_ts(-1), "1969-12-31T23:59:59.999999Z");
-        assert_eq!(
-            format_ts(951_782_400_000_001),
-            "2000-02-29T00:00:00.000001Z"
-        );
-        assert_eq!(
-            format_ts(253_402_300_799_999_999),
-            "9999-12-31T23:59:59.999999Z"
-        );
-        assert_eq!(
-            format_ts(253_402_300_800_000_000),
-            "+10000-01-01T00:00:00.000000Z"
-        );
+        assert_eq!(format_ts(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(format_ts(253_402_300_799_999_999), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(format_ts(253_402_300_800_000_000), "+10000-01-01T00:00:00.000000Z");
         // Total: the extremes do not panic.
         assert!(format_ts(i64::MIN).starts_with('-'));
         assert!(format_ts(i64::MAX).starts_with('+'));
@@ -126,10 +103,8 @@ mod tests {
             state ^= state << 17;
             // Years 0000..=9999.
             let ts_us = (state % 315_537_897_600_000_000) as i64 - 62_167_219_200_000_000;
-            let expected = chrono::DateTime::from_timestamp_micros(ts_us)
-                .unwrap()
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string();
+            let expected =
+                chrono::DateTime::from_timestamp_micros(ts_us).unwrap().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
             assert_eq!(format_ts(ts_us), expected, "ts_us = {ts_us}");
         }
     }

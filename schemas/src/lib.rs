@@ -29,19 +29,18 @@ pub mod packet;
 pub mod record;
 
 pub use avro::{
-    decode_flight_event, decode_telemetry, decode_telemetry_packet, encode_flight_event,
-    encode_telemetry, encode_telemetry_into, encode_telemetry_packet, DecodeError,
-    PacketDecodeError, FLIGHT_EVENT_SCHEMA, TELEMETRY_PACKET_SCHEMA, TELEMETRY_RECORD_SCHEMA,
+    decode_flight_event, decode_telemetry, decode_telemetry_packet, encode_flight_event, encode_telemetry,
+    encode_telemetry_into, encode_telemetry_packet, DecodeError, PacketDecodeError, FLIGHT_EVENT_SCHEMA,
+    TELEMETRY_PACKET_SCHEMA, TELEMETRY_RECORD_SCHEMA,
 };
 pub use flight::{flight_id, format_ts, FLIGHT_ID_NAMESPACE};
 pub use live::{live_channel, live_key, LIVE_CHANNEL_PREFIX};
 pub use packet::{
-    parse_batch, parse_frame, parse_packet_value, BatchError, FieldError, TelemetryPacket,
-    MAX_EXTRA_BYTES, MAX_EXTRA_KEYS, MAX_FUTURE_US, MAX_PACKETS_PER_BATCH,
+    parse_batch, parse_frame, parse_packet_value, BatchError, FieldError, TelemetryPacket, MAX_EXTRA_BYTES,
+    MAX_EXTRA_KEYS, MAX_FUTURE_US, MAX_PACKETS_PER_BATCH,
 };
 pub use record::{
-    Attitude, ExtraValue, FlightClosed, FlightEvent, FlightRule, Gps, RecomputeRequested,
-    TelemetryRecord, Vec3,
+    Attitude, ExtraValue, FlightClosed, FlightEvent, FlightRule, Gps, RecomputeRequested, TelemetryRecord, Vec3,
 };
 
 /// Any error of this crate.

@@ -149,10 +149,7 @@ pub fn parse_frame(text: &str, now_us: i64) -> Result<Vec<TelemetryPacket>, Batc
 }
 
 /// Parses one packet already held as a `serde_json::Value`; errors carry index 0.
-pub fn parse_packet_value(
-    value: &serde_json::Value,
-    now_us: i64,
-) -> Result<TelemetryPacket, BatchError> {
+pub fn parse_packet_value(value: &serde_json::Value, now_us: i64) -> Result<TelemetryPacket, BatchError> {
     let mut state = State::new(now_us);
     match value {
         serde_json::Value::Object(object) => {
@@ -248,20 +245,14 @@ fn parse_body<'de, R: serde_json::de::Read<'de>>(
 ) -> Result<Vec<TelemetryPacket>, BatchError> {
     let mut state = State::new(now_us);
     let invalid_json = |error: serde_json::Error| BatchError::InvalidJson(error.to_string());
-    let shape = BodySeed {
-        state: &mut state,
-        accept_single,
-    }
-    .deserialize(&mut *deserializer)
-    .map_err(invalid_json)?;
+    let shape = BodySeed { state: &mut state, accept_single }.deserialize(&mut *deserializer).map_err(invalid_json)?;
     deserializer.end().map_err(invalid_json)?;
     match shape {
         Shape::Other => Err(BatchError::NotAnArray),
         Shape::Packets(0) => Err(BatchError::Empty),
-        Shape::Packets(count) if count > MAX_PACKETS_PER_BATCH => Err(BatchError::TooManyPackets {
-            count,
-            max: MAX_PACKETS_PER_BATCH,
-        }),
+        Shape::Packets(count) if count > MAX_PACKETS_PER_BATCH => {
+            Err(BatchError::TooManyPackets { count, max: MAX_PACKETS_PER_BATCH })
+        }
         Shape::Packets(_) => state.into_result(),
     }
 }
@@ -280,20 +271,11 @@ struct State {
 
 impl State {
     fn new(now_us: i64) -> State {
-        State {
-            now_us,
-            packets: Vec::new(),
-            errors: Vec::new(),
-            previous_ts_us: None,
-        }
+        State { now_us, packets: Vec::new(), errors: Vec::new(), previous_ts_us: None }
     }
 
     fn error(&mut self, index: usize, field: String, reason: &str) {
-        self.errors.push(FieldError {
-            index,
-            field,
-            reason: reason.to_owned(),
-        });
+        self.errors.push(FieldError { index, field, reason: reason.to_owned() });
     }
 
     /// Checks what only the whole packet can tell, and keeps the packet if it had no error.
@@ -306,15 +288,8 @@ impl State {
             }
             Slot::Invalid => None,
             Slot::Valid(ts_us) => {
-                if self
-                    .previous_ts_us
-                    .is_some_and(|previous| ts_us <= previous)
-                {
-                    self.error(
-                        index,
-                        "ts".into(),
-                        "must be strictly greater than the previous packet's ts",
-                    );
+                if self.previous_ts_us.is_some_and(|previous| ts_us <= previous) {
+                    self.error(index, "ts".into(), "must be strictly greater than the previous packet's ts");
                 }
                 Some(ts_us)
             }
@@ -384,19 +359,8 @@ struct Draft {
     extra: BTreeMap<String, ExtraValue>,
 }
 
-const FIELDS: [&str; 11] = [
-    "ts",
-    "throttle",
-    "voltage",
-    "current",
-    "mah_drawn",
-    "rssi",
-    "position",
-    "gps",
-    "velocity",
-    "attitude",
-    "extra",
-];
+const FIELDS: [&str; 11] =
+    ["ts", "throttle", "voltage", "current", "mah_drawn", "rssi", "position", "gps", "velocity", "attitude", "extra"];
 
 const TS_FORMAT: &str = "must be an rfc 3339 timestamp or integer epoch milliseconds";
 
@@ -455,16 +419,8 @@ impl Draft {
                     }
                 }
             }
-            "voltage" => {
-                self.voltage = ranged(value, 0.0, 100.0, "must be between 0 and 100")
-                    .map_err(fail)
-                    .ok()
-            }
-            "current" => {
-                self.current = ranged(value, -50.0, 1000.0, "must be between -50 and 1000")
-                    .map_err(fail)
-                    .ok()
-            }
+            "voltage" => self.voltage = ranged(value, 0.0, 100.0, "must be between 0 and 100").map_err(fail).ok(),
+            "current" => self.current = ranged(value, -50.0, 1000.0, "must be between -50 and 1000").map_err(fail).ok(),
             "mah_drawn" => {
                 self.mah_drawn = match integer(value) {
                     Ok(Some(mah)) if mah >= 0 => Some(mah),
@@ -495,15 +451,10 @@ impl Draft {
                     }
                 }
             }
-            "position" => {
-                self.position = triple(value, key, index, state).map(|[x, y, z]| Vec3 { x, y, z })
-            }
-            "velocity" => {
-                self.velocity = triple(value, key, index, state).map(|[x, y, z]| Vec3 { x, y, z })
-            }
+            "position" => self.position = triple(value, key, index, state).map(|[x, y, z]| Vec3 { x, y, z }),
+            "velocity" => self.velocity = triple(value, key, index, state).map(|[x, y, z]| Vec3 { x, y, z }),
             "attitude" => {
-                self.attitude = triple(value, key, index, state)
-                    .map(|[roll, pitch, yaw]| Attitude { roll, pitch, yaw })
+                self.attitude = triple(value, key, index, state).map(|[roll, pitch, yaw]| Attitude { roll, pitch, yaw })
             }
             "gps" => self.gps = gps(value, index, state),
             "extra" => self.extra = extra(value, index, state).unwrap_or_default(),
@@ -546,11 +497,7 @@ fn timestamp(value: &Json<'_>, now_us: i64) -> Result<i64, &'static str> {
     const PAST: &str = "must not be before 1970-01-01T00:00:00Z";
     let ts_us = match value {
         Json::Str(text) => parse_rfc3339(text).ok_or(TS_FORMAT)?,
-        Json::Int(millis) => {
-            millis
-                .checked_mul(1000)
-                .ok_or(if *millis < 0 { PAST } else { FUTURE })?
-        }
+        Json::Int(millis) => millis.checked_mul(1000).ok_or(if *millis < 0 { PAST } else { FUTURE })?,
         Json::BigUint(_) => return Err(FUTURE),
         Json::Float(_) => return Err("epoch milliseconds must be an integer"),
         _ => return Err(TS_FORMAT),
@@ -595,11 +542,7 @@ fn triple(value: &Json<'_>, key: &str, index: usize, state: &mut State) -> Optio
 
 fn gps(value: &Json<'_>, index: usize, state: &mut State) -> Option<Gps> {
     let Json::Object(entries) = value else {
-        state.error(
-            index,
-            "gps".into(),
-            "must be an object with lat, lon and alt_m",
-        );
+        state.error(index, "gps".into(), "must be an object with lat, lon and alt_m");
         return None;
     };
     let mut lat = Slot::Missing;
@@ -607,14 +550,8 @@ fn gps(value: &Json<'_>, index: usize, state: &mut State) -> Option<Gps> {
     let mut alt_m = Slot::Missing;
     for (key, item) in entries {
         let (slot, checked) = match key.as_ref() {
-            "lat" => (
-                &mut lat,
-                ranged(item, -90.0, 90.0, "must be between -90 and 90"),
-            ),
-            "lon" => (
-                &mut lon,
-                ranged(item, -180.0, 180.0, "must be between -180 and 180"),
-            ),
+            "lat" => (&mut lat, ranged(item, -90.0, 90.0, "must be between -90 and 90")),
+            "lon" => (&mut lon, ranged(item, -180.0, 180.0, "must be between -180 and 180")),
             "alt_m" => (&mut alt_m, number(item)),
             _ => {
                 state.error(index, format!("gps.{key}"), "unknown field");
@@ -642,18 +579,10 @@ fn gps(value: &Json<'_>, index: usize, state: &mut State) -> Option<Gps> {
         }
     };
     let (lat, lon, alt_m) = (take(lat, "lat"), take(lon, "lon"), take(alt_m, "alt_m"));
-    Some(Gps {
-        lat: lat?,
-        lon: lon?,
-        alt_m: alt_m?,
-    })
+    Some(Gps { lat: lat?, lon: lon?, alt_m: alt_m? })
 }
 
-fn extra(
-    value: &Json<'_>,
-    index: usize,
-    state: &mut State,
-) -> Option<BTreeMap<String, ExtraValue>> {
+fn extra(value: &Json<'_>, index: usize, state: &mut State) -> Option<BTreeMap<String, ExtraValue>> {
     let Json::Object(entries) = value else {
         state.error(index, "extra".into(), "must be an object");
         return None;
@@ -677,11 +606,7 @@ fn extra(
                 continue;
             }
             Json::Null | Json::Array(_) | Json::Object(_) => {
-                state.error(
-                    index,
-                    format!("extra.{key}"),
-                    "must be a string, number or boolean",
-                );
+                state.error(index, format!("extra.{key}"), "must be a string, number or boolean");
                 valid = false;
                 continue;
             }
@@ -695,11 +620,7 @@ fn extra(
         return None;
     }
     if compact_json_len(&extra) > MAX_EXTRA_BYTES {
-        state.error(
-            index,
-            "extra".into(),
-            "must be at most 4096 bytes as compact json",
-        );
+        state.error(index, "extra".into(), "must be at most 4096 bytes as compact json");
         return None;
     }
     Some(extra)
@@ -718,8 +639,7 @@ fn compact_json_len(extra: &BTreeMap<String, ExtraValue>) -> usize {
         }
     }
     let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, extra)
-        .expect("serialising strings and numbers cannot fail");
+    serde_json::to_writer(&mut counter, extra).expect("serialising strings and numbers cannot fail");
     counter.0
 }
 
@@ -753,14 +673,9 @@ impl<'a> Json<'a> {
                 _ => Json::Float(number.as_f64().unwrap_or(f64::NAN)),
             },
             serde_json::Value::String(text) => Json::Str(Cow::Borrowed(text)),
-            serde_json::Value::Array(items) => {
-                Json::Array(items.iter().map(Json::from_value).collect())
-            }
+            serde_json::Value::Array(items) => Json::Array(items.iter().map(Json::from_value).collect()),
             serde_json::Value::Object(object) => Json::Object(
-                object
-                    .iter()
-                    .map(|(key, item)| (Cow::Borrowed(key.as_str()), Json::from_value(item)))
-                    .collect(),
+                object.iter().map(|(key, item)| (Cow::Borrowed(key.as_str()), Json::from_value(item))).collect(),
             ),
         }
     }
@@ -874,10 +789,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
         let mut count = 0;
         while count < MAX_PACKETS_PER_BATCH {
-            let seed = PacketSeed {
-                state: &mut *self.state,
-                index: count,
-            };
+            let seed = PacketSeed { state: &mut *self.state, index: count };
             if seq.next_element_seed(seed)?.is_none() {
                 return Ok(Shape::Packets(count));
             }
@@ -894,11 +806,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             IgnoredAny.visit_map(map)?;
             return Ok(Shape::Other);
         }
-        PacketSeed {
-            state: self.state,
-            index: 0,
-        }
-        .visit_map(map)?;
+        PacketSeed { state: self.state, index: 0 }.visit_map(map)?;
         Ok(Shape::Packets(1))
     }
     fn visit_unit<E>(self) -> Result<Shape, E> {
@@ -936,8 +844,7 @@ impl<'de> DeserializeSeed<'de> for PacketSeed<'_> {
 
 impl PacketSeed<'_> {
     fn not_an_object(self) {
-        self.state
-            .error(self.index, String::new(), "must be a json object");
+        self.state.error(self.index, String::new(), "must be a json object");
         // A later packet is not compared with one that has no ts.
         self.state.previous_ts_us = None;
     }
@@ -1019,11 +926,7 @@ mod tests {
     }
 
     fn error(index: usize, field: &str, reason: &str) -> FieldError {
-        FieldError {
-            index,
-            field: field.into(),
-            reason: reason.into(),
-        }
+        FieldError { index, field: field.into(), reason: reason.into() }
     }
 
     fn errors_of(result: Result<impl fmt::Debug, BatchError>) -> Vec<FieldError> {
@@ -1036,11 +939,7 @@ mod tests {
     /// `fields` (appended to a valid packet) is rejected with exactly this one error.
     #[track_caller]
     fn rejects(fields: &str, field: &str, reason: &str) {
-        assert_eq!(
-            errors_of(parse_one(fields)),
-            vec![error(0, field, reason)],
-            "{fields}"
-        );
+        assert_eq!(errors_of(parse_one(fields)), vec![error(0, field, reason)], "{fields}");
     }
 
     #[test]
@@ -1053,38 +952,10 @@ mod tests {
         assert_eq!(packet.current(), Some(31.5));
         assert_eq!(packet.mah_drawn(), Some(812));
         assert_eq!(packet.rssi(), Some(87));
-        assert_eq!(
-            packet.position(),
-            Some(Vec3 {
-                x: 12.1,
-                y: -3.4,
-                z: 25.0
-            })
-        );
-        assert_eq!(
-            packet.gps(),
-            Some(Gps {
-                lat: 47.397742,
-                lon: 8.545594,
-                alt_m: 488.1
-            })
-        );
-        assert_eq!(
-            packet.velocity(),
-            Some(Vec3 {
-                x: 4.2,
-                y: 0.1,
-                z: -0.3
-            })
-        );
-        assert_eq!(
-            packet.attitude(),
-            Some(Attitude {
-                roll: 2.5,
-                pitch: -8.1,
-                yaw: 123.0
-            })
-        );
+        assert_eq!(packet.position(), Some(Vec3 { x: 12.1, y: -3.4, z: 25.0 }));
+        assert_eq!(packet.gps(), Some(Gps { lat: 47.397742, lon: 8.545594, alt_m: 488.1 }));
+        assert_eq!(packet.velocity(), Some(Vec3 { x: 4.2, y: 0.1, z: -0.3 }));
+        assert_eq!(packet.attitude(), Some(Attitude { roll: 2.5, pitch: -8.1, yaw: 123.0 }));
         let extra = BTreeMap::from([
             ("mode".to_owned(), ExtraValue::String("loiter".into())),
             ("sats".to_owned(), ExtraValue::Int(14)),
@@ -1095,10 +966,7 @@ mod tests {
     #[test]
     fn optional_fields_may_be_absent_or_null() {
         let packet = parse_one("").unwrap();
-        assert_eq!(
-            (packet.voltage(), packet.gps(), packet.extra().len()),
-            (None, None, 0)
-        );
+        assert_eq!((packet.voltage(), packet.gps(), packet.extra().len()), (None, None, 0));
         let nulls = r#", "voltage": null, "current": null, "mah_drawn": null, "rssi": null, "position": null,
             "gps": null, "velocity": null, "attitude": null, "extra": null"#;
         assert_eq!(parse_one(nulls).unwrap(), packet);
@@ -1118,11 +986,7 @@ mod tests {
         ];
         for (ts, expected) in cases {
             let body = format!(r#"[{{"ts": {ts}, "throttle": 0}}]"#);
-            assert_eq!(
-                parse_batch(body.as_bytes(), NOW).unwrap()[0].ts_us(),
-                expected,
-                "{ts}"
-            );
+            assert_eq!(parse_batch(body.as_bytes(), NOW).unwrap()[0].ts_us(), expected, "{ts}");
         }
     }
 
@@ -1138,66 +1002,38 @@ mod tests {
             ("1777636800020.0", "epoch milliseconds must be an integer"),
             ("1777636800020.5", "epoch milliseconds must be an integer"),
             ("-1", "must not be before 1970-01-01T00:00:00Z"),
-            (
-                r#""1969-12-31T23:59:59Z""#,
-                "must not be before 1970-01-01T00:00:00Z",
-            ),
-            (
-                "-9223372036854775808",
-                "must not be before 1970-01-01T00:00:00Z",
-            ),
+            (r#""1969-12-31T23:59:59Z""#, "must not be before 1970-01-01T00:00:00Z"),
+            ("-9223372036854775808", "must not be before 1970-01-01T00:00:00Z"),
             ("9223372036854775807", "more than 60 s in the future"),
             ("18446744073709551615", "more than 60 s in the future"),
-            (
-                r#""2026-05-01T12:01:10.000001Z""#,
-                "more than 60 s in the future",
-            ),
+            (r#""2026-05-01T12:01:10.000001Z""#, "more than 60 s in the future"),
         ];
         for (ts, reason) in cases {
             let body = format!(r#"[{{"ts": {ts}, "throttle": 0}}]"#);
-            assert_eq!(
-                errors_of(parse_batch(body.as_bytes(), NOW)),
-                vec![error(0, "ts", reason)],
-                "{ts}"
-            );
+            assert_eq!(errors_of(parse_batch(body.as_bytes(), NOW)), vec![error(0, "ts", reason)], "{ts}");
         }
         // Exactly 60 s ahead is accepted.
         let body = r#"[{"ts": "2026-05-01T12:01:10Z", "throttle": 0}]"#;
-        assert_eq!(
-            parse_batch(body.as_bytes(), NOW).unwrap()[0].ts_us(),
-            NOW + MAX_FUTURE_US
-        );
+        assert_eq!(parse_batch(body.as_bytes(), NOW).unwrap()[0].ts_us(), NOW + MAX_FUTURE_US);
         for body in [r#"[{"throttle": 0}]"#, r#"[{"ts": null, "throttle": 0}]"#] {
-            assert_eq!(
-                errors_of(parse_batch(body.as_bytes(), NOW)),
-                vec![error(0, "ts", "required")]
-            );
+            assert_eq!(errors_of(parse_batch(body.as_bytes(), NOW)), vec![error(0, "ts", "required")]);
         }
     }
 
     #[test]
     fn ts_must_increase_strictly_within_the_batch() {
         let batch = |stamps: &[i64]| {
-            let packets: Vec<String> = stamps
-                .iter()
-                .map(|ms| format!(r#"{{"ts": {ms}, "throttle": 0}}"#))
-                .collect();
+            let packets: Vec<String> = stamps.iter().map(|ms| format!(r#"{{"ts": {ms}, "throttle": 0}}"#)).collect();
             parse_batch(format!("[{}]", packets.join(",")).as_bytes(), NOW)
         };
         assert_eq!(batch(&[1, 2, 3]).unwrap().len(), 3);
         let reason = "must be strictly greater than the previous packet's ts";
         assert_eq!(errors_of(batch(&[1, 1])), vec![error(1, "ts", reason)]);
         assert_eq!(errors_of(batch(&[10, 5, 7])), vec![error(1, "ts", reason)]);
-        assert_eq!(
-            errors_of(batch(&[10, 5, 4, 20])),
-            vec![error(1, "ts", reason), error(2, "ts", reason)]
-        );
+        assert_eq!(errors_of(batch(&[10, 5, 4, 20])), vec![error(1, "ts", reason), error(2, "ts", reason)]);
         // The same instant written two ways.
         let body = r#"[{"ts": "2026-05-01T12:00:00.020Z", "throttle": 0}, {"ts": 1777636800020, "throttle": 0}]"#;
-        assert_eq!(
-            errors_of(parse_batch(body.as_bytes(), NOW)),
-            vec![error(1, "ts", reason)]
-        );
+        assert_eq!(errors_of(parse_batch(body.as_bytes(), NOW)), vec![error(1, "ts", reason)]);
     }
 
     #[test]
@@ -1213,16 +1049,9 @@ mod tests {
             ("null", "required"),
         ] {
             let body = format!(r#"[{{"ts": 1, "throttle": {throttle}}}]"#);
-            assert_eq!(
-                errors_of(parse_batch(body.as_bytes(), NOW)),
-                vec![error(0, "throttle", reason)],
-                "{throttle}"
-            );
+            assert_eq!(errors_of(parse_batch(body.as_bytes(), NOW)), vec![error(0, "throttle", reason)], "{throttle}");
         }
-        assert_eq!(
-            errors_of(parse_batch(br#"[{"ts": 1}]"#, NOW)),
-            vec![error(0, "throttle", "required")]
-        );
+        assert_eq!(errors_of(parse_batch(br#"[{"ts": 1}]"#, NOW)), vec![error(0, "throttle", "required")]);
     }
 
     #[test]
@@ -1234,157 +1063,55 @@ mod tests {
         ] {
             assert!(parse_one(fields).is_ok(), "{fields}");
         }
-        rejects(
-            r#", "voltage": -0.001"#,
-            "voltage",
-            "must be between 0 and 100",
-        );
-        rejects(
-            r#", "voltage": 100.001"#,
-            "voltage",
-            "must be between 0 and 100",
-        );
+        rejects(r#", "voltage": -0.001"#, "voltage", "must be between 0 and 100");
+        rejects(r#", "voltage": 100.001"#, "voltage", "must be between 0 and 100");
         rejects(r#", "voltage": "22""#, "voltage", "must be a number");
-        rejects(
-            r#", "current": -50.001"#,
-            "current",
-            "must be between -50 and 1000",
-        );
-        rejects(
-            r#", "current": 1000.5"#,
-            "current",
-            "must be between -50 and 1000",
-        );
+        rejects(r#", "current": -50.001"#, "current", "must be between -50 and 1000");
+        rejects(r#", "current": 1000.5"#, "current", "must be between -50 and 1000");
         rejects(r#", "current": true"#, "current", "must be a number");
         rejects(r#", "mah_drawn": 1.5"#, "mah_drawn", "must be an integer");
         rejects(r#", "mah_drawn": 12.0"#, "mah_drawn", "must be an integer");
         rejects(r#", "mah_drawn": "12""#, "mah_drawn", "must be an integer");
         rejects(r#", "mah_drawn": -1"#, "mah_drawn", "must be at least 0");
-        rejects(
-            r#", "mah_drawn": 9223372036854775808"#,
-            "mah_drawn",
-            "must be at most 9223372036854775807",
-        );
+        rejects(r#", "mah_drawn": 9223372036854775808"#, "mah_drawn", "must be at most 9223372036854775807");
         rejects(r#", "rssi": -201"#, "rssi", "must be between -200 and 1023");
         rejects(r#", "rssi": 1024"#, "rssi", "must be between -200 and 1023");
-        rejects(
-            r#", "rssi": 18446744073709551615"#,
-            "rssi",
-            "must be between -200 and 1023",
-        );
+        rejects(r#", "rssi": 18446744073709551615"#, "rssi", "must be between -200 and 1023");
         rejects(r#", "rssi": 87.5"#, "rssi", "must be an integer");
     }
 
     #[test]
     fn vector_rules() {
-        let packet = parse_one(
-            r#", "position": [0, -1.5, 1e300], "velocity": [1, 2, 3], "attitude": [-180, 0, 540]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            packet.position(),
-            Some(Vec3 {
-                x: 0.0,
-                y: -1.5,
-                z: 1e300
-            })
-        );
-        assert_eq!(
-            packet.attitude(),
-            Some(Attitude {
-                roll: -180.0,
-                pitch: 0.0,
-                yaw: 540.0
-            })
-        );
-        rejects(
-            r#", "position": [1, 2]"#,
-            "position",
-            "must be an array of 3 numbers",
-        );
-        rejects(
-            r#", "position": [1, 2, 3, 4]"#,
-            "position",
-            "must be an array of 3 numbers",
-        );
-        rejects(
-            r#", "velocity": {"x": 1, "y": 2, "z": 3}"#,
-            "velocity",
-            "must be an array of 3 numbers",
-        );
-        rejects(
-            r#", "attitude": "1,2,3""#,
-            "attitude",
-            "must be an array of 3 numbers",
-        );
-        rejects(
-            r#", "position": [1, 2, "3"]"#,
-            "position[2]",
-            "must be a number",
-        );
+        let packet =
+            parse_one(r#", "position": [0, -1.5, 1e300], "velocity": [1, 2, 3], "attitude": [-180, 0, 540]"#).unwrap();
+        assert_eq!(packet.position(), Some(Vec3 { x: 0.0, y: -1.5, z: 1e300 }));
+        assert_eq!(packet.attitude(), Some(Attitude { roll: -180.0, pitch: 0.0, yaw: 540.0 }));
+        rejects(r#", "position": [1, 2]"#, "position", "must be an array of 3 numbers");
+        rejects(r#", "position": [1, 2, 3, 4]"#, "position", "must be an array of 3 numbers");
+        rejects(r#", "velocity": {"x": 1, "y": 2, "z": 3}"#, "velocity", "must be an array of 3 numbers");
+        rejects(r#", "attitude": "1,2,3""#, "attitude", "must be an array of 3 numbers");
+        rejects(r#", "position": [1, 2, "3"]"#, "position[2]", "must be a number");
         assert_eq!(
             errors_of(parse_one(r#", "attitude": [null, 2, [3]]"#)),
-            vec![
-                error(0, "attitude[0]", "must be a number"),
-                error(0, "attitude[2]", "must be a number")
-            ]
+            vec![error(0, "attitude[0]", "must be a number"), error(0, "attitude[2]", "must be a number")]
         );
     }
 
     #[test]
     fn gps_rules() {
         let packet = parse_one(r#", "gps": {"alt_m": -430.5, "lon": -180, "lat": 90}"#).unwrap();
-        assert_eq!(
-            packet.gps(),
-            Some(Gps {
-                lat: 90.0,
-                lon: -180.0,
-                alt_m: -430.5
-            })
-        );
-        rejects(
-            r#", "gps": {"lat": 90.0001, "lon": 0, "alt_m": 0}"#,
-            "gps.lat",
-            "must be between -90 and 90",
-        );
-        rejects(
-            r#", "gps": {"lat": 0, "lon": 180.5, "alt_m": 0}"#,
-            "gps.lon",
-            "must be between -180 and 180",
-        );
-        rejects(
-            r#", "gps": {"lat": 0, "lon": 0, "alt_m": "high"}"#,
-            "gps.alt_m",
-            "must be a number",
-        );
-        rejects(
-            r#", "gps": {"lat": 0, "lon": 0, "alt_m": null}"#,
-            "gps.alt_m",
-            "must be a number",
-        );
+        assert_eq!(packet.gps(), Some(Gps { lat: 90.0, lon: -180.0, alt_m: -430.5 }));
+        rejects(r#", "gps": {"lat": 90.0001, "lon": 0, "alt_m": 0}"#, "gps.lat", "must be between -90 and 90");
+        rejects(r#", "gps": {"lat": 0, "lon": 180.5, "alt_m": 0}"#, "gps.lon", "must be between -180 and 180");
+        rejects(r#", "gps": {"lat": 0, "lon": 0, "alt_m": "high"}"#, "gps.alt_m", "must be a number");
+        rejects(r#", "gps": {"lat": 0, "lon": 0, "alt_m": null}"#, "gps.alt_m", "must be a number");
         rejects(r#", "gps": {"lat": 0, "alt_m": 0}"#, "gps.lon", "required");
-        rejects(
-            r#", "gps": {"lat": 0, "lon": 0, "alt_m": 0, "alt": 1}"#,
-            "gps.alt",
-            "unknown field",
-        );
-        rejects(
-            r#", "gps": {"lat": 0, "lat": 1, "lon": 0, "alt_m": 0}"#,
-            "gps.lat",
-            "duplicate field",
-        );
-        rejects(
-            r#", "gps": [47.3, 8.5, 488]"#,
-            "gps",
-            "must be an object with lat, lon and alt_m",
-        );
+        rejects(r#", "gps": {"lat": 0, "lon": 0, "alt_m": 0, "alt": 1}"#, "gps.alt", "unknown field");
+        rejects(r#", "gps": {"lat": 0, "lat": 1, "lon": 0, "alt_m": 0}"#, "gps.lat", "duplicate field");
+        rejects(r#", "gps": [47.3, 8.5, 488]"#, "gps", "must be an object with lat, lon and alt_m");
         assert_eq!(
             errors_of(parse_one(r#", "gps": {}"#)),
-            vec![
-                error(0, "gps.lat", "required"),
-                error(0, "gps.lon", "required"),
-                error(0, "gps.alt_m", "required")
-            ]
+            vec![error(0, "gps.lat", "required"), error(0, "gps.lon", "required"), error(0, "gps.alt_m", "required")]
         );
     }
 
@@ -1410,57 +1137,27 @@ mod tests {
         rejects(r#", "extra": {"list": [1]}"#, "extra.list", reason);
         rejects(r#", "extra": {"a": 1, "a": 2}"#, "extra.a", "duplicate key");
         rejects(r#", "extra": "loiter""#, "extra", "must be an object");
-        rejects(
-            r#", "extra": [["mode", "loiter"]]"#,
-            "extra",
-            "must be an object",
-        );
+        rejects(r#", "extra": [["mode", "loiter"]]"#, "extra", "must be an object");
 
-        let keys = |count: usize| {
-            (0..count)
-                .map(|key| format!(r#""k{key}": {key}"#))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        assert_eq!(
-            parse_one(&format!(r#", "extra": {{{}}}"#, keys(32)))
-                .unwrap()
-                .extra()
-                .len(),
-            32
-        );
-        rejects(
-            &format!(r#", "extra": {{{}}}"#, keys(33)),
-            "extra",
-            "must have at most 32 keys",
-        );
+        let keys = |count: usize| (0..count).map(|key| format!(r#""k{key}": {key}"#)).collect::<Vec<_>>().join(",");
+        assert_eq!(parse_one(&format!(r#", "extra": {{{}}}"#, keys(32))).unwrap().extra().len(), 32);
+        rejects(&format!(r#", "extra": {{{}}}"#, keys(33)), "extra", "must have at most 32 keys");
 
         // {"k":"xxx…"} is 8 bytes plus the string.
         let sized = |len: usize| format!(r#", "extra": {{ "k" : "{}" }}"#, "x".repeat(len));
         assert!(parse_one(&sized(MAX_EXTRA_BYTES - 8)).is_ok());
-        rejects(
-            &sized(MAX_EXTRA_BYTES - 7),
-            "extra",
-            "must be at most 4096 bytes as compact json",
-        );
+        rejects(&sized(MAX_EXTRA_BYTES - 7), "extra", "must be at most 4096 bytes as compact json");
         let mut extra = BTreeMap::new();
         extra.insert("mode".to_owned(), ExtraValue::String("loiter".into()));
         extra.insert("sats".to_owned(), ExtraValue::Int(14));
-        assert_eq!(
-            compact_json_len(&extra),
-            r#"{"mode":"loiter","sats":14}"#.len()
-        );
+        assert_eq!(compact_json_len(&extra), r#"{"mode":"loiter","sats":14}"#.len());
     }
 
     #[test]
     fn unknown_and_duplicate_keys_are_rejected() {
         rejects(r#", "voltge": 22.8"#, "voltge", "unknown field");
         rejects(r#", "drone_id": "x""#, "drone_id", "unknown field");
-        rejects(
-            r#", "voltage": 22.8, "voltage": 22.9"#,
-            "voltage",
-            "duplicate field",
-        );
+        rejects(r#", "voltage": 22.8, "voltage": 22.9"#, "voltage", "duplicate field");
         rejects(r#", "throttle": 0.6"#, "throttle", "duplicate field");
     }
 
@@ -1480,11 +1177,7 @@ mod tests {
             error(0, "extra.x", "must be a string, number or boolean"),
             error(2, "position[1]", "must be a number"),
             error(2, "colour", "unknown field"),
-            error(
-                2,
-                "ts",
-                "must be strictly greater than the previous packet's ts",
-            ),
+            error(2, "ts", "must be strictly greater than the previous packet's ts"),
             error(2, "throttle", "required"),
             error(3, "", "must be a json object"),
         ];
@@ -1495,47 +1188,18 @@ mod tests {
 
     #[test]
     fn body_shape_errors() {
-        assert!(matches!(
-            parse_batch(b"", NOW),
-            Err(BatchError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            parse_batch(b"[{\"ts\": 1,", NOW),
-            Err(BatchError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            parse_batch(b"[] []", NOW),
-            Err(BatchError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            parse_batch(b"\xff", NOW),
-            Err(BatchError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            parse_batch(b"[{\"ts\": NaN, \"throttle\": 0}]", NOW),
-            Err(BatchError::InvalidJson(_))
-        ));
+        assert!(matches!(parse_batch(b"", NOW), Err(BatchError::InvalidJson(_))));
+        assert!(matches!(parse_batch(b"[{\"ts\": 1,", NOW), Err(BatchError::InvalidJson(_))));
+        assert!(matches!(parse_batch(b"[] []", NOW), Err(BatchError::InvalidJson(_))));
+        assert!(matches!(parse_batch(b"\xff", NOW), Err(BatchError::InvalidJson(_))));
+        assert!(matches!(parse_batch(b"[{\"ts\": NaN, \"throttle\": 0}]", NOW), Err(BatchError::InvalidJson(_))));
         // serde_json refuses numbers beyond f64 outright, with their position.
-        let Err(BatchError::InvalidJson(message)) =
-            parse_batch(b"[{\"ts\": 1, \"throttle\": 1e400}]", NOW)
-        else {
+        let Err(BatchError::InvalidJson(message)) = parse_batch(b"[{\"ts\": 1, \"throttle\": 1e400}]", NOW) else {
             panic!("1e400 must be invalid json")
         };
         assert_eq!(message, "number out of range at line 1 column 28");
-        for body in [
-            &b"{}"[..],
-            b"{\"ts\": 1, \"throttle\": 0}",
-            b"null",
-            b"1",
-            b"\"[]\"",
-            b"true",
-        ] {
-            assert_eq!(
-                parse_batch(body, NOW),
-                Err(BatchError::NotAnArray),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+        for body in [&b"{}"[..], b"{\"ts\": 1, \"throttle\": 0}", b"null", b"1", b"\"[]\"", b"true"] {
+            assert_eq!(parse_batch(body, NOW), Err(BatchError::NotAnArray), "{}", String::from_utf8_lossy(body));
         }
         assert_eq!(parse_batch(b" [ ] ", NOW), Err(BatchError::Empty));
     }
@@ -1543,44 +1207,22 @@ mod tests {
     #[test]
     fn at_most_500_packets() {
         let batch = |count: usize| {
-            let packets: Vec<String> = (1..=count)
-                .map(|ms| format!(r#"{{"ts": {ms}, "throttle": 0.5}}"#))
-                .collect();
+            let packets: Vec<String> = (1..=count).map(|ms| format!(r#"{{"ts": {ms}, "throttle": 0.5}}"#)).collect();
             parse_batch(format!("[{}]", packets.join(",")).as_bytes(), NOW)
         };
         assert_eq!(batch(1).unwrap().len(), 1);
         assert_eq!(batch(500).unwrap().len(), 500);
-        assert_eq!(
-            batch(501),
-            Err(BatchError::TooManyPackets {
-                count: 501,
-                max: 500
-            })
-        );
+        assert_eq!(batch(501), Err(BatchError::TooManyPackets { count: 501, max: 500 }));
         // Beyond the limit packets are counted, not validated.
-        let body = format!(
-            "[{}{}]",
-            r#"{"ts": 1, "throttle": 0.5},"#.repeat(500),
-            r#"1, {"bad": true}"#
-        );
-        assert_eq!(
-            parse_batch(body.as_bytes(), NOW),
-            Err(BatchError::TooManyPackets {
-                count: 502,
-                max: 500
-            })
-        );
+        let body = format!("[{}{}]", r#"{"ts": 1, "throttle": 0.5},"#.repeat(500), r#"1, {"bad": true}"#);
+        assert_eq!(parse_batch(body.as_bytes(), NOW), Err(BatchError::TooManyPackets { count: 502, max: 500 }));
     }
 
     #[test]
     fn frames_carry_one_packet_or_an_array() {
         let single = parse_frame(r#"{"ts": 1, "throttle": 0.5}"#, NOW).unwrap();
         assert_eq!(single.len(), 1);
-        let many = parse_frame(
-            r#"[{"ts": 1, "throttle": 0.5}, {"ts": 2, "throttle": 0.5}]"#,
-            NOW,
-        )
-        .unwrap();
+        let many = parse_frame(r#"[{"ts": 1, "throttle": 0.5}, {"ts": 2, "throttle": 0.5}]"#, NOW).unwrap();
         assert_eq!(many.len(), 2);
         assert_eq!(
             errors_of(parse_frame(r#"{"ts": 1, "throttle": 5}"#, NOW)),
@@ -1594,9 +1236,7 @@ mod tests {
     fn packet_values_parse_like_bodies() {
         let value: serde_json::Value = serde_json::from_str(CONTRACT_EXAMPLE).unwrap();
         let from_value = parse_packet_value(&value, NOW).unwrap();
-        let from_body = parse_batch(format!("[{CONTRACT_EXAMPLE}]").as_bytes(), NOW)
-            .unwrap()
-            .remove(0);
+        let from_body = parse_batch(format!("[{CONTRACT_EXAMPLE}]").as_bytes(), NOW).unwrap().remove(0);
         assert_eq!(from_value, from_body);
         let invalid = json!({"ts": 1, "throttle": 0.5, "gps": {"lat": 0}, "mah_drawn": 1.5});
         assert_eq!(
@@ -1607,27 +1247,16 @@ mod tests {
                 error(0, "mah_drawn", "must be an integer")
             ]
         );
-        assert_eq!(
-            errors_of(parse_packet_value(&json!([1]), NOW)),
-            vec![error(0, "", "must be a json object")]
-        );
+        assert_eq!(errors_of(parse_packet_value(&json!([1]), NOW)), vec![error(0, "", "must be a json object")]);
     }
 
     #[test]
     fn a_packet_becomes_a_record_and_its_json_form() {
-        let packet = parse_batch(format!("[{CONTRACT_EXAMPLE}]").as_bytes(), NOW)
-            .unwrap()
-            .remove(0);
+        let packet = parse_batch(format!("[{CONTRACT_EXAMPLE}]").as_bytes(), NOW).unwrap().remove(0);
         let drone = Uuid::parse_str("0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f").unwrap();
         let record = TelemetryRecord::from_packet(drone, TS + 11_415, packet.clone());
-        assert_eq!(
-            (record.ts_us, record.received_at_us, record.drone_id),
-            (TS, TS + 11_415, drone)
-        );
-        assert_eq!(
-            crate::decode_telemetry(&crate::encode_telemetry(&record)).unwrap(),
-            record
-        );
+        assert_eq!((record.ts_us, record.received_at_us, record.drone_id), (TS, TS + 11_415, drone));
+        assert_eq!(crate::decode_telemetry(&crate::encode_telemetry(&record)).unwrap(), record);
         let expected = json!({
             "drone_id": "0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f",
             "ts": "2026-05-01T12:00:00.020000Z",

@@ -135,15 +135,9 @@ impl TelemetryRecord {
     /// Absent optional fields are omitted, as in a packet (and `extra` when empty).
     pub fn to_json(&self) -> Value {
         let mut object = Map::with_capacity(14);
-        object.insert(
-            "drone_id".into(),
-            Value::String(self.drone_id.hyphenated().to_string()),
-        );
+        object.insert("drone_id".into(), Value::String(self.drone_id.hyphenated().to_string()));
         object.insert("ts".into(), Value::String(format_ts(self.ts_us)));
-        object.insert(
-            "received_at".into(),
-            Value::String(format_ts(self.received_at_us)),
-        );
+        object.insert("received_at".into(), Value::String(format_ts(self.received_at_us)));
         object.insert("throttle".into(), Value::from(self.throttle));
         if let Some(voltage) = self.voltage {
             object.insert("voltage".into(), Value::from(voltage));
@@ -158,35 +152,19 @@ impl TelemetryRecord {
             object.insert("rssi".into(), Value::from(rssi));
         }
         if let Some(position) = self.position {
-            object.insert(
-                "position".into(),
-                json!([position.x, position.y, position.z]),
-            );
+            object.insert("position".into(), json!([position.x, position.y, position.z]));
         }
         if let Some(gps) = self.gps {
-            object.insert(
-                "gps".into(),
-                json!({"lat": gps.lat, "lon": gps.lon, "alt_m": gps.alt_m}),
-            );
+            object.insert("gps".into(), json!({"lat": gps.lat, "lon": gps.lon, "alt_m": gps.alt_m}));
         }
         if let Some(velocity) = self.velocity {
-            object.insert(
-                "velocity".into(),
-                json!([velocity.x, velocity.y, velocity.z]),
-            );
+            object.insert("velocity".into(), json!([velocity.x, velocity.y, velocity.z]));
         }
         if let Some(attitude) = self.attitude {
-            object.insert(
-                "attitude".into(),
-                json!([attitude.roll, attitude.pitch, attitude.yaw]),
-            );
+            object.insert("attitude".into(), json!([attitude.roll, attitude.pitch, attitude.yaw]));
         }
         if !self.extra.is_empty() {
-            let extra = self
-                .extra
-                .iter()
-                .map(|(key, value)| (key.clone(), Value::from(value)))
-                .collect();
+            let extra = self.extra.iter().map(|(key, value)| (key.clone(), Value::from(value))).collect();
             object.insert("extra".into(), Value::Object(extra));
         }
         Value::Object(object)

@@ -49,9 +49,11 @@ impl RunningProcessor {
 /// A fresh, migrated database: `(pool, name, url)`.
 pub async fn fresh_database(settings: &Settings) -> (PgPool, String, String) {
     let db_name = format!("fltest_{}", Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new().max_connections(1).connect(&settings.database_url).await.expect(
-        "PostgreSQL of the local stack must be up (make stack-up)",
-    );
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&settings.database_url)
+        .await
+        .expect("PostgreSQL of the local stack must be up (make stack-up)");
     sqlx::query(&format!(r#"CREATE DATABASE "{db_name}""#)).execute(&admin).await.expect("create test database");
     admin.close().await;
     let db_url = replace_db_name(&settings.database_url, &db_name);
@@ -87,11 +89,17 @@ impl Default for IngestOptions {
 }
 
 /// Serves an ingest router on a free local port, with client addresses (as `serve_http` does).
-pub async fn serve_ingest(pool: &PgPool, kafka: &ClientConfig, topic: &str, options: &IngestOptions) -> (String, CancellationToken) {
+pub async fn serve_ingest(
+    pool: &PgPool,
+    kafka: &ClientConfig,
+    topic: &str,
+    options: &IngestOptions,
+) -> (String, CancellationToken) {
     let publisher = ingest::Publisher::new(kafka, topic, options.ack_timeout).expect("producer");
     let order = if options.redis {
         let settings = Settings::load().expect("settings");
-        let redis = runtime::connect_redis(&settings).await.expect("Redis of the local stack must be up (make stack-up)");
+        let redis =
+            runtime::connect_redis(&settings).await.expect("Redis of the local stack must be up (make stack-up)");
         ingest::TsOrder::with_redis(redis, options.ack_timeout + Duration::from_secs(5))
     } else {
         ingest::TsOrder::local_only()
@@ -121,16 +129,7 @@ pub async fn spawn_app_with(options: IngestOptions) -> TestApp {
     create_topics(&kafka, &[&topic, &dlq_topic]).await;
 
     let (url, shutdown) = serve_ingest(&pool, &kafka, &topic, &options).await;
-    TestApp {
-        url,
-        pool,
-        db_name,
-        topic,
-        dlq_topic,
-        kafka,
-        http: reqwest::Client::new(),
-        shutdown,
-    }
+    TestApp { url, pool, db_name, topic, dlq_topic, kafka, http: reqwest::Client::new(), shutdown }
 }
 
 impl TestApp {
@@ -202,8 +201,7 @@ impl TestApp {
 
 pub async fn create_topics(kafka: &ClientConfig, topics: &[&str]) {
     let client: AdminClient<DefaultClientContext> = kafka.create().expect("admin client");
-    let new: Vec<NewTopic> =
-        topics.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
     let results = client
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
         .await
@@ -259,7 +257,8 @@ impl Deployment {
         let (pool, db_name, db_url) = fresh_database(&settings).await;
         let prefix = format!("fltest.{}.", Uuid::new_v4().simple());
         let kafka = runtime::kafka_base(&settings);
-        let topics: Vec<String> = ["telemetry.v1", "flights.v1", "telemetry.dlq"].iter().map(|t| format!("{prefix}{t}")).collect();
+        let topics: Vec<String> =
+            ["telemetry.v1", "flights.v1", "telemetry.dlq"].iter().map(|t| format!("{prefix}{t}")).collect();
         create_topics(&kafka, &topics.iter().map(String::as_str).collect::<Vec<_>>()).await;
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         Deployment { db_url, db_name, pool, prefix, addr: format!("127.0.0.1:{port}"), kafka }
@@ -297,7 +296,8 @@ impl Deployment {
     pub async fn cleanup(self) {
         self.pool.close().await;
         drop_database(&Settings::load().expect("settings"), &self.db_name).await;
-        let topics: Vec<String> = ["telemetry.v1", "flights.v1", "telemetry.dlq"].iter().map(|t| format!("{}{t}", self.prefix)).collect();
+        let topics: Vec<String> =
+            ["telemetry.v1", "flights.v1", "telemetry.dlq"].iter().map(|t| format!("{}{t}", self.prefix)).collect();
         delete_topics(&self.kafka, &topics.iter().map(String::as_str).collect::<Vec<_>>()).await;
     }
 }

@@ -67,12 +67,10 @@ pub async fn upgrade(
     if let Some(value) = headers.get("traceparent") {
         trace.insert("traceparent", value.clone());
     }
-    ws.max_message_size(MAX_BODY_BYTES)
-        .max_frame_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| async move {
-            let session = Session { state, trace, client };
-            session.run(socket, drone_id).await;
-        })
+    ws.max_message_size(MAX_BODY_BYTES).max_frame_size(MAX_BODY_BYTES).on_upgrade(move |socket| async move {
+        let session = Session { state, trace, client };
+        session.run(socket, drone_id).await;
+    })
 }
 
 struct Session {

@@ -171,18 +171,14 @@ impl FlightRows {
         ];
         for (name, len) in lengths {
             if len != n {
-                return Err(Error::InvalidRows(format!(
-                    "column {name} has {len} rows, ts has {n}"
-                )));
+                return Err(Error::InvalidRows(format!("column {name} has {len} rows, ts has {n}")));
             }
         }
         if self.ts_us.windows(2).any(|pair| pair[0] >= pair[1]) {
             return Err(Error::InvalidRows("ts is not strictly increasing".into()));
         }
         if start_ts_us > end_ts_us || self.ts_us[0] < start_ts_us || self.ts_us[n - 1] > end_ts_us {
-            return Err(Error::InvalidRows(
-                "rows outside the flight's bounds".into(),
-            ));
+            return Err(Error::InvalidRows("rows outside the flight's bounds".into()));
         }
         Ok(())
     }
@@ -311,12 +307,7 @@ const BIN: &str = "bin";
 
 /// Computes the metrics of one flight from its rows (see the module doc for the conventions).
 /// `throttle_threshold` is the flight rule's T (used by `hover_throttle`).
-pub fn compute(
-    rows: &FlightRows,
-    start_ts_us: i64,
-    end_ts_us: i64,
-    throttle_threshold: f64,
-) -> Result<Metrics> {
+pub fn compute(rows: &FlightRows, start_ts_us: i64, end_ts_us: i64, throttle_threshold: f64) -> Result<Metrics> {
     rows.check(start_ts_us, end_ts_us)?;
     // The row-wise columns are computed once and shared by the three queries below.
     let base = with_derived_columns(to_frame(rows)?.lazy()).collect()?;
@@ -324,17 +315,13 @@ pub fn compute(
     // only that one (polars evaluates every branch of a when/then).
     let has_position = base.column(HAS_POS)?.bool()?.any();
     let queries = vec![
-        base.clone()
-            .lazy()
-            .select(scalar_exprs(throttle_threshold, has_position)),
+        base.clone().lazy().select(scalar_exprs(throttle_threshold, has_position)),
         yaw_frame(base.clone().lazy()),
         power_curve_frame(base.lazy()),
     ];
     // Run side by side on polars' thread pool.
     let Ok::<[DataFrame; 3], _>([scalars, yaw, bins]) = collect_all(queries)?.try_into() else {
-        return Err(Error::UnexpectedOutput(
-            "collect_all returned another number of frames",
-        ));
+        return Err(Error::UnexpectedOutput("collect_all returned another number of frames"));
     };
 
     let duration_s = (end_ts_us - start_ts_us) as f64 / 1e6;
@@ -440,11 +427,7 @@ fn null() -> Expr {
 }
 
 fn present(names: &[&str]) -> Expr {
-    names
-        .iter()
-        .map(|name| col(*name).is_not_null())
-        .reduce(|all, one| all.and(one))
-        .unwrap_or(lit(true))
+    names.iter().map(|name| col(*name).is_not_null()).reduce(|all, one| all.and(one)).unwrap_or(lit(true))
 }
 
 fn square(expr: Expr) -> Expr {
@@ -460,9 +443,7 @@ fn with_derived_columns(frame: LazyFrame) -> LazyFrame {
         // W; null unless the row has both voltage and current.
         (col(VOLTAGE) * col(CURRENT)).alias(POWER),
         // ‖velocity‖, m/s; null unless the row has all three components.
-        (square(col(VX)) + square(col(VY)) + square(col(VZ)))
-            .sqrt()
-            .alias(SPEED),
+        (square(col(VX)) + square(col(VY)) + square(col(VZ))).sqrt().alias(SPEED),
         present(&[X, Y, Z]).alias(HAS_POS),
         present(&[LAT, LON, ALT]).alias(HAS_GPS),
         present(&[VOLTAGE, CURRENT]).alias(HAS_VI),
@@ -473,16 +454,12 @@ fn with_derived_columns(frame: LazyFrame) -> LazyFrame {
 /// both rows; null when there is no such pair.
 fn trapezoid(value: &str) -> Expr {
     let area = (lit(0.5) * (col(value) + next(col(value))) * col(DT)).sum();
-    when(pair_count(value).gt(lit(0)))
-        .then(area)
-        .otherwise(null())
+    when(pair_count(value).gt(lit(0))).then(area).otherwise(null())
 }
 
 /// Σ dt (s) of the row pairs used by [`trapezoid`].
 fn pair_seconds(value: &str) -> Expr {
-    col(DT)
-        .filter(col(value).is_not_null().and(next(col(value)).is_not_null()))
-        .sum()
+    col(DT).filter(col(value).is_not_null().and(next(col(value)).is_not_null())).sum()
 }
 
 fn pair_count(value: &str) -> Expr {
@@ -535,13 +512,10 @@ fn yaw_frame(frame: LazyFrame) -> LazyFrame {
         .then(shifted() + lit(360.0))
         .otherwise(shifted() % lit(360.0));
     let equivalent = || col(EQUIVALENT);
-    let equivalent_step = when(equivalent().eq(lit(-180.0)).and(step().gt(lit(0.0))))
-        .then(lit(180.0))
-        .otherwise(equivalent());
-    let correction = when(step().abs().lt(lit(180.0)))
-        .then(lit(0.0))
-        .otherwise(equivalent_step - step())
-        .fill_null(lit(0.0));
+    let equivalent_step =
+        when(equivalent().eq(lit(-180.0)).and(step().gt(lit(0.0)))).then(lit(180.0)).otherwise(equivalent());
+    let correction =
+        when(step().abs().lt(lit(180.0))).then(lit(0.0)).otherwise(equivalent_step - step()).fill_null(lit(0.0));
     frame
         .filter(col(YAW).is_not_null())
         .select([col(TS), col(YAW)])
@@ -558,9 +532,7 @@ fn yaw_frame(frame: LazyFrame) -> LazyFrame {
 
 /// Sample standard deviation (ddof = 1), null with fewer than 2 values.
 fn sample_std(values: Expr) -> Expr {
-    when(values.clone().count().gt_eq(lit(2)))
-        .then(values.std(1))
-        .otherwise(null())
+    when(values.clone().count().gt_eq(lit(2))).then(values.std(1)).otherwise(null())
 }
 
 /// Every single-valued metric, as one row of named columns.
@@ -594,26 +566,19 @@ fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
             let values = col(name).filter(col(HAS_POS));
             values.clone() - prev(values)
         };
-        let total = (square(step(X)) + square(step(Y)) + square(step(Z)))
-            .sqrt()
-            .sum();
-        when(col(HAS_POS).sum().gt_eq(lit(2)))
-            .then(total)
-            .otherwise(null())
+        let total = (square(step(X)) + square(step(Y)) + square(step(Z))).sqrt().sum();
+        when(col(HAS_POS).sum().gt_eq(lit(2))).then(total).otherwise(null())
     } else {
         let values = |name: &str| col(name).filter(col(HAS_GPS));
         let radians = |name: &str| values(name) * lit(PI / 180.0);
         let (phi, lambda) = (radians(LAT), radians(LON));
         let half_dphi = (phi.clone() - prev(phi.clone())) / lit(2.0);
         let half_dlambda = (lambda.clone() - prev(lambda)) / lit(2.0);
-        let haversine_term = square(half_dphi.sin())
-            + prev(phi.clone()).cos() * phi.cos() * square(half_dlambda.sin());
+        let haversine_term = square(half_dphi.sin()) + prev(phi.clone()).cos() * phi.cos() * square(half_dlambda.sin());
         let ground = lit(2.0 * EARTH_RADIUS_M) * haversine_term.sqrt().arcsin();
         let climb = values(ALT) - prev(values(ALT));
         let total = (square(ground) + square(climb)).sqrt().sum();
-        when(col(HAS_GPS).sum().gt_eq(lit(2)))
-            .then(total)
-            .otherwise(null())
+        when(col(HAS_GPS).sum().gt_eq(lit(2))).then(total).otherwise(null())
     };
     exprs.push(distance.alias("distance_m"));
 
@@ -643,18 +608,11 @@ fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
 
     // throttle_smoothness, 1/s: mean of |Δthrottle / dt| over consecutive rows (lower is
     // smoother); null with one row.
-    exprs.push(
-        ((next(col(THROTTLE)) - col(THROTTLE)) / col(DT))
-            .abs()
-            .mean()
-            .alias("throttle_smoothness"),
-    );
+    exprs.push(((next(col(THROTTLE)) - col(THROTTLE)) / col(DT)).abs().mean().alias("throttle_smoothness"));
 
     // hover_throttle (fraction): median throttle over rows with ‖velocity‖ < 0.5 m/s and
     // throttle ≥ T; rows without velocity do not count. Null if none.
-    let hovering = col(SPEED)
-        .lt(lit(0.5))
-        .and(col(THROTTLE).gt_eq(lit(throttle_threshold)));
+    let hovering = col(SPEED).lt(lit(0.5)).and(col(THROTTLE).gt_eq(lit(throttle_threshold)));
     exprs.push(quantile(col(THROTTLE).filter(hovering), 0.5).alias("hover_throttle"));
 
     // voltage_sag_v, V: over the rows with both voltage and current, median voltage of the rows
@@ -664,18 +622,8 @@ fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
     let loaded_voltage = col(VOLTAGE).filter(col(HAS_VI));
     let p10 = quantile(loaded_current.clone(), 0.1);
     let p90 = quantile(loaded_current.clone(), 0.9);
-    let resting_v = quantile(
-        loaded_voltage
-            .clone()
-            .filter(loaded_current.clone().lt_eq(p10)),
-        0.5,
-    );
-    let sagging_v = quantile(
-        loaded_voltage
-            .clone()
-            .filter(loaded_current.clone().gt_eq(p90)),
-        0.5,
-    );
+    let resting_v = quantile(loaded_voltage.clone().filter(loaded_current.clone().lt_eq(p10)), 0.5);
+    let sagging_v = quantile(loaded_voltage.clone().filter(loaded_current.clone().gt_eq(p90)), 0.5);
     exprs.push((resting_v - sagging_v).alias("voltage_sag_v"));
 
     // internal_resistance_mohm, mΩ: −1000 × b of the least-squares line voltage = a + b·current
@@ -686,15 +634,10 @@ fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
     let slope = (current_dev.clone() * voltage_dev).sum() / square(current_dev).sum();
     let current_range = loaded_current.clone().max() - loaded_current.min();
     exprs.push(
-        when(
-            col(HAS_VI)
-                .sum()
-                .gt_eq(lit(20))
-                .and(current_range.gt_eq(lit(1.0))),
-        )
-        .then(lit(-1000.0) * slope)
-        .otherwise(null())
-        .alias("internal_resistance_mohm"),
+        when(col(HAS_VI).sum().gt_eq(lit(20)).and(current_range.gt_eq(lit(1.0))))
+            .then(lit(-1000.0) * slope)
+            .otherwise(null())
+            .alias("internal_resistance_mohm"),
     );
 
     // pilot_fingerprint.throttle_p10/p50/p90 (fraction): percentiles of throttle over all rows.
@@ -711,14 +654,7 @@ fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
     // Sign changes between consecutive non-zero Δthrottle (see throttle_reversals_per_min).
     let step = next(col(THROTTLE)) - col(THROTTLE);
     let rising = step.clone().filter(step.neq(lit(0.0))).gt(lit(0.0));
-    exprs.push(
-        rising
-            .clone()
-            .neq(prev(rising))
-            .sum()
-            .cast(DataType::Float64)
-            .alias("throttle_reversals"),
-    );
+    exprs.push(rising.clone().neq(prev(rising)).sum().cast(DataType::Float64).alias("throttle_reversals"));
 
     // gaps.count and gaps.seconds (s): consecutive-row gaps longer than 1 s, and the sum of
     // their full lengths.
@@ -737,11 +673,8 @@ fn scalar_exprs(throttle_threshold: f64, has_position: bool) -> Vec<Expr> {
 fn power_curve_frame(frame: LazyFrame) -> LazyFrame {
     // bin = the number of edges 0.1 … 0.9 at or below the throttle; each edge is k / 10.0, the
     // double nearest to k/10, exactly as a literal 0.3 would be.
-    let bin = (1..=9).fold(lit(0i32), |bin, k| {
-        bin + col(THROTTLE)
-            .gt_eq(lit(f64::from(k) / 10.0))
-            .cast(DataType::Int32)
-    });
+    let bin =
+        (1..=9).fold(lit(0i32), |bin, k| bin + col(THROTTLE).gt_eq(lit(f64::from(k) / 10.0)).cast(DataType::Int32));
     frame
         .with_columns([bin.alias(BIN), col(DT).fill_null(lit(0.0))])
         .group_by([col(BIN)])
@@ -794,11 +727,7 @@ mod tests {
     const T0: i64 = 1_777_636_800 * S;
 
     fn row(t_s: f64, throttle: f64) -> FlightRow {
-        FlightRow {
-            ts_us: T0 + (t_s * 1e6).round() as i64,
-            throttle,
-            ..FlightRow::default()
-        }
+        FlightRow { ts_us: T0 + (t_s * 1e6).round() as i64, throttle, ..FlightRow::default() }
     }
 
     fn rows(list: &[FlightRow]) -> FlightRows {
@@ -816,10 +745,7 @@ mod tests {
 
     fn close(actual: Option<f64>, expected: f64) {
         let actual = actual.expect("metric is null");
-        assert!(
-            (actual - expected).abs() <= 1e-12 * expected.abs().max(1.0),
-            "{actual} != {expected}"
-        );
+        assert!((actual - expected).abs() <= 1e-12 * expected.abs().max(1.0), "{actual} != {expected}");
     }
 
     #[test]
@@ -857,13 +783,7 @@ mod tests {
         close(m.throttle_smoothness, 0.35 / 3.0);
         // Δthrottle = +0.2, 0, −0.3: one sign change over 4 s = 1/15 min.
         close(m.pilot_fingerprint.throttle_reversals_per_min, 15.0);
-        assert_eq!(
-            m.gaps,
-            Gaps {
-                count: 1,
-                seconds: 2.0
-            }
-        );
+        assert_eq!(m.gaps, Gaps { count: 1, seconds: 2.0 });
         // Voltage+current rows: a (10 A, 12 V), b (20 A, 11 V), d (10 A, 10 V).
         // Currents sorted 10, 10, 20: p10 = 10, p90 = 10 + 0.8·10 = 18.
         // Resting (I ≤ 10): a, d → median 11 V; loaded (I ≥ 18): b → 11 V. Sag 0.
@@ -875,14 +795,7 @@ mod tests {
         assert_eq!(m.max_speed_mps, None);
         assert_eq!(m.max_altitude_m, None);
         assert_eq!(m.hover_throttle, None);
-        assert_eq!(
-            m.attitude_std_deg,
-            AttitudeStd {
-                roll: None,
-                pitch: None,
-                yaw: None
-            }
-        );
+        assert_eq!(m.attitude_std_deg, AttitudeStd { roll: None, pitch: None, yaw: None });
         assert_eq!(m.pilot_fingerprint.roll_rate_p95_dps, None);
         assert_eq!(m.pilot_fingerprint.yaw_rate_p95_dps, None);
         assert_eq!(m.analytics_version, ANALYTICS_VERSION);
@@ -915,10 +828,7 @@ mod tests {
         assert_eq!(json["throttle_mean"], 0.5);
         assert_eq!(json["throttle_smoothness"], 0.0);
         assert_eq!(json["pilot_fingerprint"]["throttle_reversals_per_min"], 0.0);
-        assert_eq!(
-            json["gaps"],
-            serde_json::json!({"count": 0, "seconds": 0.0})
-        );
+        assert_eq!(json["gaps"], serde_json::json!({"count": 0, "seconds": 0.0}));
         // The power curve has the bin but no electrical means.
         assert_eq!(
             json["power_curve"],
@@ -947,12 +857,7 @@ mod tests {
     fn json_has_the_contract_keys() {
         let m = metrics(&[row(0.0, 0.5), row(1.0, 0.5)]);
         let json = serde_json::to_value(&m).unwrap();
-        let mut keys: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
+        let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort_unstable();
         let mut expected = vec![
             "duration_s",
@@ -981,12 +886,8 @@ mod tests {
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected);
-        let fingerprint: Vec<&str> = json["pilot_fingerprint"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
+        let fingerprint: Vec<&str> =
+            json["pilot_fingerprint"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
         assert_eq!(fingerprint.len(), 7);
         for key in [
             "throttle_p10",
@@ -1033,13 +934,7 @@ mod tests {
     fn voltage_sag_uses_interpolated_current_percentiles() {
         // Currents 0, 10, 20, 30, 40 A: p10 = 4 (h = 0.4), p90 = 36 (h = 3.6). Resting: the 0 A
         // row (V 12.6); loaded: the 40 A row (V 11.1). A row without voltage is ignored.
-        let pairs = [
-            (0.0, 12.6),
-            (10.0, 12.3),
-            (20.0, 12.0),
-            (30.0, 11.6),
-            (40.0, 11.1),
-        ];
+        let pairs = [(0.0, 12.6), (10.0, 12.3), (20.0, 12.0), (30.0, 11.6), (40.0, 11.1)];
         let mut list: Vec<FlightRow> = pairs
             .iter()
             .enumerate()
@@ -1126,10 +1021,7 @@ mod tests {
     #[test]
     fn power_curve_bin_edges() {
         let mut list = Vec::new();
-        for (i, throttle) in [0.3, 1.0, 0.29999999999999993, 0.95, 0.0]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, throttle) in [0.3, 1.0, 0.29999999999999993, 0.95, 0.0].into_iter().enumerate() {
             let mut r = row(i as f64 * 2.0, throttle);
             r.voltage = Some(10.0);
             r.current = Some(i as f64 + 1.0);
@@ -1137,11 +1029,8 @@ mod tests {
         }
         list[3].voltage = None; // the 0.95 row has current but no power
         let m = metrics(&list);
-        let bins: Vec<(f64, Option<f64>, Option<f64>, f64)> = m
-            .power_curve
-            .iter()
-            .map(|b| (b.bin_start, b.mean_power_w, b.mean_current_a, b.seconds))
-            .collect();
+        let bins: Vec<(f64, Option<f64>, Option<f64>, f64)> =
+            m.power_curve.iter().map(|b| (b.bin_start, b.mean_power_w, b.mean_current_a, b.seconds)).collect();
         assert_eq!(
             bins,
             vec![
@@ -1210,16 +1099,9 @@ mod tests {
     fn throttle_reversals_skip_flat_steps() {
         // Δ = +0.1, 0, +0.1, −0.2, 0, 0, +0.3 → signs + + − + : 2 reversals in 7 s.
         let throttles = [0.1, 0.2, 0.2, 0.3, 0.1, 0.1, 0.1, 0.4];
-        let list: Vec<FlightRow> = throttles
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| row(i as f64, t))
-            .collect();
+        let list: Vec<FlightRow> = throttles.iter().enumerate().map(|(i, &t)| row(i as f64, t)).collect();
         let m = metrics(&list);
-        close(
-            m.pilot_fingerprint.throttle_reversals_per_min,
-            2.0 / (7.0 / 60.0),
-        );
+        close(m.pilot_fingerprint.throttle_reversals_per_min, 2.0 / (7.0 / 60.0));
     }
 
     #[test]

@@ -127,9 +127,11 @@ impl Analytics {
         let row_count = rows.len();
         let bbox = bounding_box(&rows);
         let (start_us, end_us) = (start.timestamp_micros(), end.timestamp_micros());
-        let computed = tokio::task::spawn_blocking(move || metrics::compute(&rows, start_us, end_us, schemas::FlightRule::default().throttle_threshold))
-            .await
-            .map_err(|e| Error::Fatal(format!("analytics task panicked: {e}")))?;
+        let computed = tokio::task::spawn_blocking(move || {
+            metrics::compute(&rows, start_us, end_us, schemas::FlightRule::default().throttle_threshold)
+        })
+        .await
+        .map_err(|e| Error::Fatal(format!("analytics task panicked: {e}")))?;
         let compute_ms = lap(&mut since);
         match computed {
             Ok(metrics) => self.write_metrics(flight_id, &metrics, bbox).await?,
@@ -256,9 +258,20 @@ pub async fn load_rows(pool: &PgPool, drone_id: Uuid, start: DateTime<Utc>, end:
         permute(&mut rows.throttle, &order);
         permute(&mut rows.mah_drawn, &order);
         for column in [
-            &mut rows.voltage, &mut rows.current, &mut rows.x, &mut rows.y, &mut rows.z, &mut rows.lat,
-            &mut rows.lon, &mut rows.alt_m, &mut rows.vx, &mut rows.vy, &mut rows.vz, &mut rows.roll,
-            &mut rows.pitch, &mut rows.yaw,
+            &mut rows.voltage,
+            &mut rows.current,
+            &mut rows.x,
+            &mut rows.y,
+            &mut rows.z,
+            &mut rows.lat,
+            &mut rows.lon,
+            &mut rows.alt_m,
+            &mut rows.vx,
+            &mut rows.vy,
+            &mut rows.vz,
+            &mut rows.roll,
+            &mut rows.pitch,
+            &mut rows.yaw,
         ] {
             permute(column, &order);
         }
@@ -276,8 +289,12 @@ fn bounding_box(rows: &FlightRows) -> Option<serde_json::Value> {
         })
     }
     if let (Some(x), Some(y), Some(z)) = (range(&rows.x), range(&rows.y), range(&rows.z)) {
-        return Some(serde_json::json!({"min_x": x.0, "max_x": x.1, "min_y": y.0, "max_y": y.1, "min_z": z.0, "max_z": z.1}));
+        return Some(
+            serde_json::json!({"min_x": x.0, "max_x": x.1, "min_y": y.0, "max_y": y.1, "min_z": z.0, "max_z": z.1}),
+        );
     }
     let (lat, lon, alt) = (range(&rows.lat)?, range(&rows.lon)?, range(&rows.alt_m)?);
-    Some(serde_json::json!({"min_lat": lat.0, "max_lat": lat.1, "min_lon": lon.0, "max_lon": lon.1, "min_alt_m": alt.0, "max_alt_m": alt.1}))
+    Some(
+        serde_json::json!({"min_lat": lat.0, "max_lat": lat.1, "min_lon": lon.0, "max_lon": lon.1, "min_alt_m": alt.0, "max_alt_m": alt.1}),
+    )
 }

@@ -132,12 +132,7 @@ impl DroneState {
 }
 
 /// Turns an open flight into a closed one, or discards it when shorter than the minimum.
-fn finish(
-    rule: &FlightRule,
-    drone_id: Uuid,
-    flight: OpenFlight,
-    end_ts_us: i64,
-) -> Option<ClosedFlight> {
+fn finish(rule: &FlightRule, drone_id: Uuid, flight: OpenFlight, end_ts_us: i64) -> Option<ClosedFlight> {
     if end_ts_us.saturating_sub(flight.start_ts_us) < rule.min_duration_us {
         return None;
     }
@@ -162,10 +157,7 @@ pub struct Sessionizer {
 
 impl Sessionizer {
     pub fn new(rule: FlightRule) -> Self {
-        Self {
-            rule,
-            drones: BTreeMap::new(),
-        }
+        Self { rule, drones: BTreeMap::new() }
     }
 
     pub fn rule(&self) -> &FlightRule {
@@ -179,9 +171,7 @@ impl Sessionizer {
 
     /// Every drone with an open flight.
     pub fn open_flights(&self) -> impl Iterator<Item = (&Uuid, &OpenFlight)> {
-        self.drones
-            .iter()
-            .filter_map(|(id, state)| state.open.as_ref().map(|open| (id, open)))
+        self.drones.iter().filter_map(|(id, state)| state.open.as_ref().map(|open| (id, open)))
     }
 
     /// Feeds one packet; see [`DroneState::on_packet`]. Packets with a ts at or before the
@@ -275,18 +265,11 @@ mod tests {
 
     /// Packets every `step_us` from `from_us` (inclusive) to `to_us` (exclusive).
     fn stream(from_us: i64, to_us: i64, step_us: i64, throttle: f64) -> Vec<(i64, f64)> {
-        (0..)
-            .map(|i| from_us + i * step_us)
-            .take_while(|ts| *ts < to_us)
-            .map(|ts| (ts, throttle))
-            .collect()
+        (0..).map(|i| from_us + i * step_us).take_while(|ts| *ts < to_us).map(|ts| (ts, throttle)).collect()
     }
 
     fn bounds(flights: &[ClosedFlight]) -> Vec<(i64, i64, u64)> {
-        flights
-            .iter()
-            .map(|f| (f.start_ts_us - T0, f.end_ts_us - T0, f.packet_count))
-            .collect()
+        flights.iter().map(|f| (f.start_ts_us - T0, f.end_ts_us - T0, f.packet_count)).collect()
     }
 
     #[test]
@@ -314,13 +297,7 @@ mod tests {
 
     #[test]
     fn idle_run_of_exactly_the_window_closes_at_that_packet() {
-        let packets = vec![
-            (T0, 0.5),
-            (T0 + 5 * S, 0.0),
-            (T0 + 10 * S, 0.0),
-            (T0 + 15 * S, 0.0),
-            (T0 + 16 * S, 0.5),
-        ];
+        let packets = vec![(T0, 0.5), (T0 + 5 * S, 0.0), (T0 + 10 * S, 0.0), (T0 + 15 * S, 0.0), (T0 + 16 * S, 0.5)];
         let flights = run(&packets);
         // Run starts at 5 s; the packet at 15 s is exactly W later and ends the flight. The
         // packet at 16 s opens a new flight that close_all discards (one packet, 0 s).
@@ -330,13 +307,8 @@ mod tests {
 
     #[test]
     fn idle_run_just_under_the_window_continues() {
-        let packets = vec![
-            (T0, 0.5),
-            (T0 + 5 * S, 0.0),
-            (T0 + 14 * S + 980 * MS, 0.0),
-            (T0 + 15 * S, 0.6),
-            (T0 + 20 * S, 0.6),
-        ];
+        let packets =
+            vec![(T0, 0.5), (T0 + 5 * S, 0.0), (T0 + 14 * S + 980 * MS, 0.0), (T0 + 15 * S, 0.6), (T0 + 20 * S, 0.6)];
         assert_eq!(bounds(&run(&packets)), vec![(0, 20 * S, 5)]);
     }
 
@@ -349,10 +321,7 @@ mod tests {
             (T0 + 15 * S, 0.5),
         ];
         let flights = run(&packets);
-        assert_eq!(
-            bounds(&flights),
-            vec![(0, 3 * S, 2), (13 * S + 1, 15 * S, 2)]
-        );
+        assert_eq!(bounds(&flights), vec![(0, 3 * S, 2), (13 * S + 1, 15 * S, 2)]);
         assert_eq!(flights[0].last_offset, 1);
         assert_eq!(flights[1].last_offset, 3);
     }
@@ -393,10 +362,7 @@ mod tests {
         packets.extend(stream(T0 + 25 * S, T0 + 40 * S, 100 * MS, 0.5));
         packets.extend(stream(T0 + 40 * S, T0 + 60 * S, 100 * MS, 0.0));
         let flights = run(&packets);
-        assert_eq!(
-            bounds(&flights),
-            vec![(0, 20 * S, 201), (25 * S, 50 * S, 251)]
-        );
+        assert_eq!(bounds(&flights), vec![(0, 20 * S, 201), (25 * S, 50 * S, 251)]);
         assert_ne!(flights[0].flight_id, flights[1].flight_id);
     }
 
@@ -404,9 +370,7 @@ mod tests {
     fn wild_stream(seed: u64, count: usize) -> Vec<(i64, f64)> {
         let mut state = seed;
         let mut next = move || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             state >> 33
         };
         let mut ts = T0;
@@ -459,12 +423,7 @@ mod tests {
 
     #[test]
     fn duplicate_and_old_packets_are_ignored() {
-        let clean = vec![
-            (T0, 0.5),
-            (T0 + S, 0.5),
-            (T0 + 2 * S, 0.0),
-            (T0 + 12 * S, 0.0),
-        ];
+        let clean = vec![(T0, 0.5), (T0 + S, 0.5), (T0 + 2 * S, 0.0), (T0 + 12 * S, 0.0)];
         let expected = run(&clean);
         assert_eq!(bounds(&expected), vec![(0, 12 * S, 4)]);
 
@@ -560,9 +519,7 @@ mod tests {
                     for back in cut.saturating_sub(5)..cut {
                         let (ts, throttle) = packets[back];
                         let id = drones[back % 2];
-                        assert!(machine
-                            .on_packet(id, ts, throttle, 0, back as i64)
-                            .is_none());
+                        assert!(machine.on_packet(id, ts, throttle, 0, back as i64).is_none());
                     }
                 }
                 let id = drones[offset % 2];

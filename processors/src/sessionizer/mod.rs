@@ -105,8 +105,9 @@ impl SessionizerProcessor {
         .await?;
         let state = match row {
             Some((next_offset, Some(snapshot))) => {
-                let mut state: PartitionState = serde_json::from_value(snapshot)
-                    .map_err(|e| Error::Fatal(format!("sessionizer snapshot of partition {partition} is unreadable: {e}")))?;
+                let mut state: PartitionState = serde_json::from_value(snapshot).map_err(|e| {
+                    Error::Fatal(format!("sessionizer snapshot of partition {partition} is unreadable: {e}"))
+                })?;
                 state.next_offset = next_offset;
                 tracing::info!(partition, next_offset, "sessionizer state restored");
                 state
@@ -193,7 +194,13 @@ impl Processor for SessionizerProcessor {
             state.last_seen_us.insert(record.drone_id, record.received_at_us);
             state.newest_received_us = state.newest_received_us.max(record.received_at_us);
             state.last_read = Some(now);
-            closed.extend(state.machine.on_packet(record.drone_id, record.ts_us, record.throttle, message.partition, message.offset));
+            closed.extend(state.machine.on_packet(
+                record.drone_id,
+                record.ts_us,
+                record.throttle,
+                message.partition,
+                message.offset,
+            ));
         }
         for (partition, next) in &batch.next_offsets {
             let state = states.get_mut(partition).expect("state of every batch partition");

@@ -52,7 +52,12 @@ fn parse_email(email: &str) -> Result<&str> {
         return Err(invalid());
     }
     let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return Err(invalid());
     }
     Ok(email)
@@ -79,7 +84,10 @@ fn check_password(password: &str) -> Result<()> {
         (status = 409, description = "email already registered (case-insensitive)", body = ErrorBody),
     )
 )]
-pub async fn signup(State(state): State<QueryState>, ApiJson(body): ApiJson<Credentials>) -> Result<(StatusCode, Json<User>)> {
+pub async fn signup(
+    State(state): State<QueryState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<User>)> {
     if !state.signup_enabled {
         return Err(ApiError::SignupDisabled);
     }
@@ -109,7 +117,10 @@ pub async fn signup(State(state): State<QueryState>, ApiJson(body): ApiJson<Cred
         (status = 401, description = "unknown email or wrong password (one answer for both)", body = ErrorBody),
     )
 )]
-pub async fn token(State(state): State<QueryState>, ApiJson(body): ApiJson<Credentials>) -> Result<Json<TokenResponse>> {
+pub async fn token(
+    State(state): State<QueryState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Json<TokenResponse>> {
     let row: Option<(Uuid, String)> =
         sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
             .bind(&body.email)

@@ -95,7 +95,11 @@ fn etag_matches(request: &HeaderMap, etag: &str) -> bool {
 }
 
 fn query_value<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
-    uri.query()?.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| value)
+    uri.query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
 }
 
 /// The version in `src="/assets/app.js?v=…"`.
@@ -155,11 +159,13 @@ mod tests {
         assert_eq!(response.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
         assert_eq!(response.headers()[header::CACHE_CONTROL], IMMUTABLE);
 
-        let unversioned = asset(Path("app.css".to_owned()), Uri::from_static("/assets/app.css"), HeaderMap::new()).await;
+        let unversioned =
+            asset(Path("app.css".to_owned()), Uri::from_static("/assets/app.css"), HeaderMap::new()).await;
         assert_eq!(unversioned.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
         assert_eq!(unversioned.headers()[header::CACHE_CONTROL], REVALIDATE);
 
-        let missing = asset(Path("secret.txt".to_owned()), Uri::from_static("/assets/secret.txt"), HeaderMap::new()).await;
+        let missing =
+            asset(Path("secret.txt".to_owned()), Uri::from_static("/assets/secret.txt"), HeaderMap::new()).await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
 

@@ -321,7 +321,10 @@ impl RawRow {
         opt(out, self.current);
         opt(out, self.mah_drawn);
         opt(out, self.rssi);
-        for value in [self.x, self.y, self.z, self.lat, self.lon, self.alt_m, self.vx, self.vy, self.vz, self.roll, self.pitch, self.yaw] {
+        for value in [
+            self.x, self.y, self.z, self.lat, self.lon, self.alt_m, self.vx, self.vy, self.vz, self.roll, self.pitch,
+            self.yaw,
+        ] {
             opt(out, value);
         }
         out.push(',');
@@ -343,12 +346,13 @@ async fn downsampled_points(
     (drone_id, start, end): (Uuid, DateTime<Utc>, DateTime<Utc>),
     max_points: i64,
 ) -> Result<Vec<Value>> {
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3")
-        .bind(drone_id)
-        .bind(start)
-        .bind(end)
-        .fetch_one(pool)
-        .await?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3")
+            .bind(drone_id)
+            .bind(start)
+            .bind(end)
+            .fetch_one(pool)
+            .await?;
     let rows: Vec<RawRow> = if count <= max_points || end <= start {
         sqlx::query_as(&format!(
             "SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4"
@@ -394,13 +398,19 @@ async fn downsampled_points(
         (status = 404, description = "not a flight of the caller's drones", body = ErrorBody),
     )
 )]
-pub async fn csv(State(state): State<QueryState>, user: AuthUser, ApiPath(flight_id): ApiPath<Uuid>) -> Result<Response> {
+pub async fn csv(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(flight_id): ApiPath<Uuid>,
+) -> Result<Response> {
     let (flight, _) = owned_flight(&state.pool, user.user_id, flight_id).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, sqlx::Error>>(CSV_CHUNKS_IN_FLIGHT);
     let pool = state.pool.clone();
     let (drone_id, start, end) = (flight.summary.drone_id, flight.start_time, flight.end_time);
     tokio::spawn(async move {
-        let sql = format!("SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts");
+        let sql = format!(
+            "SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts"
+        );
         let mut rows = sqlx::query_as::<_, RawRow>(&sql).bind(drone_id).bind(start).bind(end).fetch(&pool);
         let mut chunk = String::with_capacity(CSV_CHUNK_BYTES + 1024);
         chunk.push_str(CSV_HEADER);
@@ -424,9 +434,11 @@ pub async fn csv(State(state): State<QueryState>, user: AuthUser, ApiPath(flight
         }
         let _ = sender.send(Ok(Bytes::from(chunk))).await;
     });
-    let body = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    });
+    let body =
+        futures::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+        );
     let headers = [
         (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"flight-{flight_id}.csv\"")),

@@ -44,12 +44,16 @@ async fn signup_rejects_taken_emails_case_insensitively() {
 #[tokio::test]
 async fn signup_rejects_invalid_input() {
     let app = spawn_app().await;
-    for (email, password) in [("not-an-email", "password123"), ("a@b", "password123"), ("", "password123"), ("a@example.com", "short")] {
+    for (email, password) in
+        [("not-an-email", "password123"), ("a@b", "password123"), ("", "password123"), ("a@example.com", "short")]
+    {
         let code = assert_error(app.signup(email, password).await, StatusCode::BAD_REQUEST).await;
         assert_eq!(code, "invalid_request", "{email} / {password}");
     }
     // Malformed bodies: missing field, unknown field, not JSON.
-    for body in [json!({"email": "a@example.com"}), json!({"email": "a@example.com", "password": "password123", "admin": true})] {
+    for body in
+        [json!({"email": "a@example.com"}), json!({"email": "a@example.com", "password": "password123", "admin": true})]
+    {
         let response = app.http.post(app.at("/v1/auth/signup")).json(&body).send().await.unwrap();
         assert_error(response, StatusCode::BAD_REQUEST).await;
     }
@@ -117,10 +121,12 @@ async fn tampered_expired_and_unsigned_tokens_are_rejected() {
     let key = EncodingKey::from_secret(JWT_SECRET.as_bytes());
 
     // Control: a token we sign like the server does is accepted.
-    let good = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &json!({"sub": sub, "exp": now() + 60}), &key).unwrap();
+    let good =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &json!({"sub": sub, "exp": now() + 60}), &key).unwrap();
     assert_eq!(app.get("/v1/drones", &good).await.status(), StatusCode::OK);
 
-    let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &json!({"sub": sub, "exp": now() - 5}), &key).unwrap();
+    let expired =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &json!({"sub": sub, "exp": now() - 5}), &key).unwrap();
     let wrong_key = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &json!({"sub": sub, "exp": now() + 60}),
@@ -128,10 +134,12 @@ async fn tampered_expired_and_unsigned_tokens_are_rejected() {
     )
     .unwrap();
     let no_exp = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &json!({"sub": sub}), &key).unwrap();
-    let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &json!({"sub": sub, "exp": now() + 60}), &key).unwrap();
+    let hs512 =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS512), &json!({"sub": sub, "exp": now() + 60}), &key).unwrap();
     // The payload swapped for another user's id, signature kept.
     let parts: Vec<&str> = user.token.split('.').collect();
-    let other_payload = base64url(json!({"sub": uuid::Uuid::new_v4().to_string(), "exp": now() + 60}).to_string().as_bytes());
+    let other_payload =
+        base64url(json!({"sub": uuid::Uuid::new_v4().to_string(), "exp": now() + 60}).to_string().as_bytes());
     let tampered = format!("{}.{}.{}", parts[0], other_payload, parts[2]);
     let unsigned_header = base64url(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = base64url(json!({"sub": sub, "exp": now() + 60}).to_string().as_bytes());

@@ -220,7 +220,14 @@ impl TestApp {
 
     /// Inserts `count` raw rows of `drone_id`, `step_us` apart from `start_us`; the current of row
     /// i is `current(i)`.
-    pub async fn insert_rows(&self, drone_id: Uuid, start_us: i64, step_us: i64, count: i64, current: impl Fn(i64) -> f64) {
+    pub async fn insert_rows(
+        &self,
+        drone_id: Uuid,
+        start_us: i64,
+        step_us: i64,
+        count: i64,
+        current: impl Fn(i64) -> f64,
+    ) {
         let mut ts = Vec::with_capacity(count as usize);
         let mut currents = Vec::with_capacity(count as usize);
         for i in 0..count {
@@ -247,7 +254,9 @@ impl TestApp {
         }
         self.pool.close().await;
         if let Ok(admin) = PgPoolOptions::new().max_connections(1).connect(&database_url()).await {
-            let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.db_name)).execute(&admin).await;
+            let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.db_name))
+                .execute(&admin)
+                .await;
         }
         let client: AdminClient<DefaultClientContext> = kafka_config(&kafka_brokers()).create().expect("admin client");
         let _ = client.delete_topics(&[&self.topic], &AdminOptions::new()).await;

@@ -10,7 +10,10 @@ use crate::common::{assert_error, spawn_app};
 fn is_contract_ts(value: &Value) -> bool {
     let text = value.as_str().unwrap_or("");
     // YYYY-MM-DDTHH:MM:SS.ffffffZ
-    text.len() == 27 && text.ends_with('Z') && text.as_bytes()[19] == b'.' && chrono::DateTime::parse_from_rfc3339(text).is_ok()
+    text.len() == 27
+        && text.ends_with('Z')
+        && text.as_bytes()[19] == b'.'
+        && chrono::DateTime::parse_from_rfc3339(text).is_ok()
 }
 
 #[tokio::test]
@@ -58,7 +61,13 @@ async fn create_list_get_and_rotate() {
     assert_eq!(resolver.resolve(new_key).await.unwrap(), Some(second_id));
     assert_eq!(resolver.resolve(&second_key).await.unwrap(), None, "the old key no longer resolves");
     // The new key opens the drone's live state; a key that no longer exists does not.
-    let live = app.http.get(app.at(&format!("/v1/drones/{second_id}/live"))).header("x-api-key", new_key).send().await.unwrap();
+    let live = app
+        .http
+        .get(app.at(&format!("/v1/drones/{second_id}/live")))
+        .header("x-api-key", new_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.status(), StatusCode::OK);
     app.cleanup().await;
 }
@@ -67,7 +76,9 @@ async fn create_list_get_and_rotate() {
 async fn create_rejects_bad_names_and_anonymous_callers() {
     let app = spawn_app().await;
     let user = app.user().await;
-    for body in [json!({"name": ""}), json!({"name": "   "}), json!({"name": "x".repeat(101)}), json!({}), json!({"name": 3})] {
+    for body in
+        [json!({"name": ""}), json!({"name": "   "}), json!({"name": "x".repeat(101)}), json!({}), json!({"name": 3})]
+    {
         assert_error(app.post("/v1/drones", &user.token, &body).await, StatusCode::BAD_REQUEST).await;
     }
     let anonymous = app.http.post(app.at("/v1/drones")).json(&json!({"name": "a"})).send().await.unwrap();
@@ -100,11 +111,22 @@ async fn every_drone_and_flight_route_hides_other_owners_resources() {
         let allowed = app.get(path, &owner.token).await;
         assert_eq!(allowed.status(), StatusCode::OK, "owner on {path}");
         drop(allowed);
-        assert_eq!(assert_error(app.get(path, &intruder.token).await, StatusCode::NOT_FOUND).await, "not_found", "{path}");
-        let missing = path.replace(&drone.to_string(), &Uuid::new_v4().to_string()).replace(&flight.to_string(), &Uuid::new_v4().to_string());
+        assert_eq!(
+            assert_error(app.get(path, &intruder.token).await, StatusCode::NOT_FOUND).await,
+            "not_found",
+            "{path}"
+        );
+        let missing = path
+            .replace(&drone.to_string(), &Uuid::new_v4().to_string())
+            .replace(&flight.to_string(), &Uuid::new_v4().to_string());
         assert_error(app.get(&missing, &owner.token).await, StatusCode::NOT_FOUND).await;
     }
-    let stream = app.http.get(app.at(&format!("/v1/drones/{drone}/live/stream?access_token={}", intruder.token))).send().await.unwrap();
+    let stream = app
+        .http
+        .get(app.at(&format!("/v1/drones/{drone}/live/stream?access_token={}", intruder.token)))
+        .send()
+        .await
+        .unwrap();
     assert_error(stream, StatusCode::NOT_FOUND).await;
 
     let posts = [format!("/v1/drones/{drone}/api-key"), format!("/v1/flights/{flight}/recompute")];
@@ -116,7 +138,13 @@ async fn every_drone_and_flight_route_hides_other_owners_resources() {
     assert_eq!(resolver.resolve(&key).await.unwrap(), Some(drone));
 
     // A drone key opens only its own drone's live state.
-    let live = app.http.get(app.at(&format!("/v1/drones/{drone}/live"))).header("x-api-key", &intruder_key).send().await.unwrap();
+    let live = app
+        .http
+        .get(app.at(&format!("/v1/drones/{drone}/live")))
+        .header("x-api-key", &intruder_key)
+        .send()
+        .await
+        .unwrap();
     assert_error(live, StatusCode::NOT_FOUND).await;
     let own = app
         .http

@@ -42,7 +42,12 @@ async fn pages_are_newest_first_and_stable() {
 
     let mut paged = Vec::new();
     for offset in (0..10).step_by(3) {
-        let page: Value = app.get(&format!("/v1/drones/{drone}/flights?limit=3&offset={offset}"), &user.token).await.json().await.unwrap();
+        let page: Value = app
+            .get(&format!("/v1/drones/{drone}/flights?limit=3&offset={offset}"), &user.token)
+            .await
+            .json()
+            .await
+            .unwrap();
         paged.extend(page.as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_owned()));
     }
     assert_eq!(paged, expected);
@@ -93,7 +98,8 @@ async fn detail_has_metrics_and_optional_points() {
     assert_eq!(detail["computed_metrics"], Value::Null);
 
     // Few enough rows: all of them, in ts order, in the packet shape.
-    let detail: Value = app.get(&format!("/v1/flights/{flight}?include=telemetry"), &user.token).await.json().await.unwrap();
+    let detail: Value =
+        app.get(&format!("/v1/flights/{flight}?include=telemetry"), &user.token).await.json().await.unwrap();
     let points = detail["telemetry"].as_array().unwrap();
     assert_eq!(points.len(), 601);
     assert_eq!(points[0]["ts"], "2026-05-01T12:00:00.000000Z");
@@ -102,7 +108,9 @@ async fn detail_has_metrics_and_optional_points() {
     assert_eq!(points[0]["extra"], json!({"mode": "loiter, \"fast\""}));
     assert!(points[0].get("gps").is_none());
 
-    for query in ["include=telemetry&max_points=1", "include=telemetry&max_points=20001", "include=everything", "max_points=x"] {
+    for query in
+        ["include=telemetry&max_points=1", "include=telemetry&max_points=20001", "include=everything", "max_points=x"]
+    {
         let response = app.get(&format!("/v1/flights/{flight}?{query}"), &user.token).await;
         assert_error(response, StatusCode::BAD_REQUEST).await;
     }
@@ -169,7 +177,10 @@ async fn csv_export_has_every_row_of_the_flight() {
     assert!(response.headers().get("content-length").is_none(), "streamed, not buffered");
     let body = response.text().await.unwrap();
     let lines: Vec<&str> = body.split("\r\n").filter(|line| !line.is_empty()).collect();
-    assert_eq!(lines[0], "ts,received_at,throttle,voltage,current,mah_drawn,rssi,x,y,z,lat,lon,alt_m,vx,vy,vz,roll,pitch,yaw,extra");
+    assert_eq!(
+        lines[0],
+        "ts,received_at,throttle,voltage,current,mah_drawn,rssi,x,y,z,lat,lon,alt_m,vx,vy,vz,roll,pitch,yaw,extra"
+    );
     assert_eq!(lines.len() as i64 - 1, stored);
     let first: Vec<&str> = lines[1].splitn(20, ',').collect();
     assert_eq!(first[0], "2026-05-01T12:00:00.000000Z");
@@ -190,7 +201,8 @@ async fn consume_one(topic: &str) -> (String, FlightEvent) {
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.expect("no event on the topic").unwrap();
+    let message =
+        tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.expect("no event on the topic").unwrap();
     let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
     let event = schemas::decode_flight_event(message.payload().unwrap()).expect("decodable FlightEvent");
     (key, event)
@@ -203,9 +215,14 @@ async fn recompute_appends_a_recompute_requested_event() {
     let (drone, _) = app.drone(&user, "recompute").await;
     let flight = app.insert_flight(drone, T0, T0 + 60_000_000, None).await;
     let before = chrono::Utc::now().timestamp_micros();
-    let response = app.post(&format!("/v1/flights/{flight}/recompute"), &user.token, &json!({"reason": "new battery model"})).await;
+    let response = app
+        .post(&format!("/v1/flights/{flight}/recompute"), &user.token, &json!({"reason": "new battery model"}))
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"flight_id": flight.to_string(), "status": "requested"}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"flight_id": flight.to_string(), "status": "requested"})
+    );
     let (key, event) = consume_one(&app.topic).await;
     assert_eq!(key, drone.to_string());
     let FlightEvent::RecomputeRequested(request) = event else { panic!("not a RecomputeRequested: {event:?}") };
@@ -215,9 +232,22 @@ async fn recompute_appends_a_recompute_requested_event() {
     assert!(request.requested_at_us >= before && request.requested_at_us <= chrono::Utc::now().timestamp_micros());
 
     // An empty body is fine too; a malformed one is not.
-    let empty = app.http.post(app.at(&format!("/v1/flights/{flight}/recompute"))).bearer_auth(&user.token).send().await.unwrap();
+    let empty = app
+        .http
+        .post(app.at(&format!("/v1/flights/{flight}/recompute")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(empty.status(), StatusCode::ACCEPTED);
-    let bad = app.http.post(app.at(&format!("/v1/flights/{flight}/recompute"))).bearer_auth(&user.token).body("{").send().await.unwrap();
+    let bad = app
+        .http
+        .post(app.at(&format!("/v1/flights/{flight}/recompute")))
+        .bearer_auth(&user.token)
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_error(bad, StatusCode::BAD_REQUEST).await;
     let anonymous = app.http.post(app.at(&format!("/v1/flights/{flight}/recompute"))).send().await.unwrap();
     assert_error(anonymous, StatusCode::UNAUTHORIZED).await;

@@ -90,12 +90,21 @@ async fn stream_errors() {
     let app = spawn_app().await;
     let user = app.user().await;
     let (drone, _) = app.drone(&user, "streamer").await;
-    assert_error(app.http.get(app.at(&format!("/v1/drones/{drone}/live/stream"))).send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
-    assert_error(app.http.get(app.at("/v1/live/stream?access_token=nope")).send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    assert_error(
+        app.http.get(app.at(&format!("/v1/drones/{drone}/live/stream"))).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_error(
+        app.http.get(app.at("/v1/live/stream?access_token=nope")).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     for max_hz in ["0", "-1", "abc", "1001", "NaN"] {
         let path = format!("/v1/drones/{drone}/live/stream?max_hz={max_hz}");
         assert_error(app.get(&path, &user.token).await, StatusCode::BAD_REQUEST).await;
-        assert_error(app.get(&format!("/v1/live/stream?max_hz={max_hz}"), &user.token).await, StatusCode::BAD_REQUEST).await;
+        assert_error(app.get(&format!("/v1/live/stream?max_hz={max_hz}"), &user.token).await, StatusCode::BAD_REQUEST)
+            .await;
     }
     app.cleanup().await;
 }
