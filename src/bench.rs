@@ -131,7 +131,7 @@ pub async fn bench_ingest(
     let mut keys = Vec::with_capacity(options.drones as usize);
     for index in 0..options.drones {
         let (_, key) =
-            ingest::create_drone(pool, &format!("bench-{index}"), None).await.context("registering bench drones")?;
+            credentials::create_drone(pool, &format!("bench-{index}"), None).await.context("registering bench drones")?;
         keys.push(key);
     }
     let http = reqwest::Client::builder()

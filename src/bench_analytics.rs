@@ -28,7 +28,7 @@ pub async fn bench_analytics(pool: &PgPool, rows: usize, runs: usize) -> anyhow:
     let analytics = processors::analytics::Analytics::new(pool.clone(), "bench", "bench");
     let mut samples = Vec::with_capacity(runs);
     for run in 1..=runs {
-        let (drone_id, _) = ingest::create_drone(pool, "bench-analytics", None).await?;
+        let (drone_id, _) = credentials::create_drone(pool, "bench-analytics", None).await?;
         let start = Utc::now() - chrono::Duration::hours(2);
         let start_us = start.timestamp_micros();
         let end_us = start_us + (rows as i64 - 1) * 5_000;

@@ -139,7 +139,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(email) => Some(flightline::user_id_by_email(&pool, &email).await?),
                 None => None,
             };
-            let (id, api_key) = ingest::create_drone(&pool, name.trim(), owner_id).await?;
+            let (id, api_key) = credentials::create_drone(&pool, name.trim(), owner_id).await?;
             println!("{}", serde_json::json!({ "id": id, "api_key": api_key }));
             Ok(())
         }

@@ -92,11 +92,11 @@ async fn sim_drone(pool: &PgPool, index: u32, owner_id: Option<Uuid>) -> anyhow:
     .fetch_optional(pool)
     .await?;
     if let Some(id) = existing {
-        if let Some(key) = ingest::api_key::rotate(pool, id).await? {
+        if let Some(key) = credentials::rotate(pool, id).await? {
             return Ok((id, key));
         }
     }
-    Ok(ingest::create_drone(pool, &name, owner_id).await?)
+    Ok(credentials::create_drone(pool, &name, owner_id).await?)
 }
 
 /// The state of one simulated airframe: a 6S pack and a circuit around its home point.

@@ -130,7 +130,7 @@ async fn recorded_flights_become_contract_flights_with_contract_metrics() {
     ];
     let mut cases = Vec::new();
     for file in files {
-        let (drone_id, key) = ingest::create_drone(&deployment.pool, file, None).await.unwrap();
+        let (drone_id, key) = credentials::create_drone(&deployment.pool, file, None).await.unwrap();
         let status = send(&deployment, &key, file).await.wait().await.unwrap();
         assert!(status.success(), "send {file}");
         cases.push((file, drone_id, expected(drone_id, &common::read_recorded(file))));
@@ -165,7 +165,7 @@ async fn kill_9_mid_stream_gives_the_same_flights_and_metrics() {
     let mut child = deployment.start().await;
     // Several flights, split by the recording's gaps of over 10 s.
     let file = "dji_mini2_2021-09-05_19-23.jsonl.gz";
-    let (drone_id, key) = ingest::create_drone(&deployment.pool, "mini2", None).await.unwrap();
+    let (drone_id, key) = credentials::create_drone(&deployment.pool, "mini2", None).await.unwrap();
     let expected = expected(drone_id, &common::read_recorded(file));
     assert!(expected.len() > 1);
     let mut sender = send(&deployment, &key, file).await;

@@ -272,7 +272,7 @@ async fn bad_keys_are_401_and_a_rotated_key_stops_within_10_s() {
     assert_eq!(app.post_telemetry(&key, &body).await.status(), StatusCode::CREATED);
 
     let rotated_at = std::time::Instant::now();
-    let new_key = ingest::api_key::rotate(&app.pool, drone_id).await.unwrap().expect("drone exists");
+    let new_key = credentials::rotate(&app.pool, drone_id).await.unwrap().expect("drone exists");
     let mut n = 1;
     loop {
         let response = app.post_telemetry(&key, &json!([packet_at(t + n, 0.5)])).await;

@@ -41,7 +41,7 @@ async fn sigterm_and_wait(mut child: Child) {
 async fn sigterm_drains_and_kill_9_loses_nothing() {
     let deployment = Deployment::new().await;
     let pool = deployment.pool.clone();
-    let (_, key) = ingest::create_drone(&pool, "lifecycle", None).await.unwrap();
+    let (_, key) = credentials::create_drone(&pool, "lifecycle", None).await.unwrap();
     let start = Utc::now() - chrono::Duration::minutes(30);
     let count =
         || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM telemetry_raw").fetch_one(&pool).await.unwrap() };

@@ -8,7 +8,6 @@
 //! is a 503 with `Retry-After`, so the drone retries and nothing acknowledged is ever lost.
 //! Everything downstream reads the log, never this process.
 
-pub mod api_key;
 pub mod auth;
 pub mod error;
 pub mod limits;
@@ -29,7 +28,7 @@ use schemas::{FieldError, TelemetryPacket, TelemetryRecord};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use api_key::{create_drone, KeyResolver};
+pub use credentials::KeyResolver;
 pub use openapi::openapi;
 pub use order::TsOrder;
 pub use publish::Publisher;

@@ -90,7 +90,7 @@ pub struct QueryState {
     pub sse_keepalive: Duration,
     pub fleet_refresh: Duration,
     /// Drone API keys (for `GET /v1/drones/{id}/live`), cached like ingest does.
-    pub keys: ingest::KeyResolver,
+    pub keys: credentials::KeyResolver,
 }
 
 impl QueryState {
@@ -105,7 +105,7 @@ impl QueryState {
         let redis = redis::aio::ConnectionManager::new(redis_client.clone()).await?;
         let producer = flights_producer(kafka, settings.kafka_ack_timeout)?;
         Ok(Self {
-            keys: ingest::KeyResolver::new(pool.clone(), Duration::from_secs(5)),
+            keys: credentials::KeyResolver::new(pool.clone(), Duration::from_secs(5)),
             pool,
             redis,
             redis_client,

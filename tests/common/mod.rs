@@ -134,7 +134,7 @@ pub async fn spawn_app_with(options: IngestOptions) -> TestApp {
 
 impl TestApp {
     pub async fn create_drone(&self, name: &str) -> (Uuid, String) {
-        ingest::create_drone(&self.pool, name, None).await.expect("create drone")
+        credentials::create_drone(&self.pool, name, None).await.expect("create drone")
     }
 
     pub async fn post_telemetry(&self, api_key: &str, body: &serde_json::Value) -> reqwest::Response {

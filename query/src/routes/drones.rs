@@ -106,7 +106,7 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::invalid(format!("name must have 1 to {MAX_NAME_CHARS} characters")));
     }
-    let (drone_id, api_key) = ingest::create_drone(&state.pool, name, Some(user.user_id)).await?;
+    let (drone_id, api_key) = credentials::create_drone(&state.pool, name, Some(user.user_id)).await?;
     let drone = owned_drone(&state.pool, user.user_id, drone_id).await?;
     Ok((StatusCode::CREATED, Json(CreatedDrone { drone, api_key })))
 }
@@ -142,6 +142,6 @@ pub async fn rotate_key(
 ) -> Result<(StatusCode, Json<ApiKey>)> {
     // Ownership first: drones never change owner through the API, so the check stays true.
     owned_drone(&state.pool, user.user_id, id).await?;
-    let api_key = ingest::api_key::rotate(&state.pool, id).await?.ok_or(ApiError::NotFound("drone"))?;
+    let api_key = credentials::rotate(&state.pool, id).await?.ok_or(ApiError::NotFound("drone"))?;
     Ok((StatusCode::CREATED, Json(ApiKey { api_key })))
 }

@@ -1,3 +1,6 @@
+//! Drone identity, shared by the ingest role (which resolves a request's key to its drone) and the
+//! query role (which creates drones and rotates their keys), so neither links the other.
+//!
 //! Drone API keys: generated once and shown once, stored as a lookup prefix plus a SHA-256 hash.
 //!
 //! Keys are 32 random bytes, so a fast hash is the right tool (a slow password hash protects

@@ -1,0 +1,1 @@
+//! The test kit every Flightline test uses (dev-only).
