@@ -37,7 +37,7 @@ async fn create_list_get_and_rotate() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(hash, ingest::api_key::hash(&first_key));
+    assert_eq!(hash, credentials::hash(&first_key));
 
     let (second_id, second_key) = app.drone(&user, "quad-2").await;
     let resolver = ingest::KeyResolver::new(app.pool.clone(), std::time::Duration::ZERO);
