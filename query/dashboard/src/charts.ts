@@ -3,8 +3,9 @@
 // plain canvas so the map keeps equal scales on both axes.
 
 import uPlot from "uplot";
+import { Packet, tsMillis } from "./api";
 import { h } from "./dom";
-import { num } from "./format";
+import { heading, num } from "./format";
 
 export interface Disposable {
   dispose(): void;
@@ -123,6 +124,36 @@ export function timeChart(container: HTMLElement, xs: number[], lines: Line[], a
   };
 }
 
+/** A flight's telemetry as chart series: x in seconds since `startTs`, null where a packet lacks the value. */
+export interface FlightSeries {
+  xs: number[];
+  voltage: (number | null)[];
+  current: (number | null)[];
+  /** voltage × current, W. */
+  power: (number | null)[];
+  /** Throttle in percent (the packets carry 0–1). */
+  throttle: (number | null)[];
+  roll: (number | null)[];
+  pitch: (number | null)[];
+  /** Yaw as a heading in [0, 360). */
+  yaw: (number | null)[];
+}
+
+export function flightSeries(points: Packet[], startTs: string | number): FlightSeries {
+  const start = tsMillis(startTs);
+  const pick = (f: (p: Packet) => number | undefined) => points.map((p) => f(p) ?? null);
+  return {
+    xs: points.map((p) => (tsMillis(p.ts) - start) / 1000),
+    voltage: pick((p) => p.voltage),
+    current: pick((p) => p.current),
+    power: pick((p) => (p.voltage !== undefined && p.current !== undefined ? p.voltage * p.current : undefined)),
+    throttle: pick((p) => p.throttle * 100),
+    roll: pick((p) => p.attitude?.[0]),
+    pitch: pick((p) => p.attitude?.[1]),
+    yaw: pick((p) => (p.attitude ? heading(p.attitude[2]) : undefined)),
+  };
+}
+
 export interface Fit {
   intercept: number;
   slope: number;
@@ -222,7 +253,7 @@ export function trackFrom(points: { position?: number[]; gps?: { lat: number; lo
 }
 
 /** A "nice" grid step (1, 2 or 5 × 10^k) giving about `count` lines over `span`. */
-function niceStep(span: number, count: number): number {
+export function niceStep(span: number, count: number): number {
   const raw = span / count;
   const power = 10 ** Math.floor(Math.log10(raw));
   const scaled = raw / power;

@@ -19,6 +19,11 @@ export function percent(fraction: number | null | undefined): string {
   return `${Math.round(fraction * 100)} %`;
 }
 
+/** An angle in degrees as a compass heading in [0, 360): -90 → 270, 370 → 10. */
+export function heading(degrees: number): number {
+  return ((degrees % 360) + 360) % 360;
+}
+
 /** "12 s", "4 min 05 s", "1 h 02 min". */
 export function duration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return DASH;

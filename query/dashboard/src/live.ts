@@ -10,6 +10,17 @@ export type LiveStatus = "connecting" | "live" | "reconnecting" | "stopped";
 const MAX_HZ = 5;
 const MAX_RETRY_MS = 30_000;
 
+/** The data of a `telemetry` event of the stream; null when it is not a JSON object. */
+export function parsePacket(data: string): Packet | null {
+  let packet: unknown;
+  try {
+    packet = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  return packet !== null && typeof packet === "object" ? (packet as Packet) : null;
+}
+
 export class LiveHub {
   private readonly latest = new Map<string, Packet>();
   private readonly listeners = new Set<(packet: Packet) => void>();
@@ -29,13 +40,8 @@ export class LiveHub {
       this.setStatus("live");
     };
     source.addEventListener("telemetry", (event) => {
-      let packet: Packet;
-      try {
-        packet = JSON.parse((event as MessageEvent<string>).data) as Packet;
-      } catch {
-        return;
-      }
-      this.accept(packet);
+      const packet = parsePacket((event as MessageEvent<string>).data);
+      if (packet) this.accept(packet);
     });
     source.onerror = () => {
       if (source.readyState === EventSource.CONNECTING) {

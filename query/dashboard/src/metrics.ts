@@ -68,7 +68,8 @@ export const GROUPS: Group[] = [
 
 const SHOWN_ELSEWHERE = new Set(["power_curve", "analytics_version"]);
 
-function lookup(metrics: Record<string, unknown>, path: string): unknown {
+/** A metric by its dotted path ("gaps.count"); undefined when a step on the way is absent. */
+export function lookup(metrics: Record<string, unknown>, path: string): unknown {
   let value: unknown = metrics;
   for (const part of path.split(".")) {
     if (value === null || typeof value !== "object") return undefined;
@@ -77,7 +78,8 @@ function lookup(metrics: Record<string, unknown>, path: string): unknown {
   return value;
 }
 
-function show(value: unknown, unit: string, digits: number): string {
+/** A metric's text: null or absent as DASH, numbers rounded with their unit, objects as JSON. */
+export function show(value: unknown, unit: string, digits: number): string {
   if (value === null || value === undefined) return DASH;
   if (typeof value === "number") {
     if (unit === "°") return `${num(value, digits)}°`;
@@ -87,30 +89,52 @@ function show(value: unknown, unit: string, digits: number): string {
   return String(value);
 }
 
-/** The metrics, one table per group; keys the dashboard does not know yet are listed last as they are. */
-export function metricsTable(metrics: Record<string, unknown>): HTMLElement {
+export interface MetricRow {
+  key: string;
+  label: string;
+  help: string;
+  value: unknown;
+  text: string;
+}
+
+export interface MetricSection {
+  title: string;
+  rows: MetricRow[];
+}
+
+/** The rows of the metrics tables, one section per group; keys the dashboard does not know yet are listed last as they are. */
+export function metricSections(metrics: Record<string, unknown>): MetricSection[] {
   const known = new Set<string>();
-  const tables: HTMLElement[] = [];
-  const row = (key: string, label: string, help: string, value: unknown, text: string) =>
+  const sections: MetricSection[] = GROUPS.map((group) => ({
+    title: group.title,
+    rows: group.metrics.map((def) => {
+      known.add(def.key.split(".")[0]);
+      const value = lookup(metrics, def.key);
+      return { key: def.key, label: def.label, help: def.help, value, text: show(value, def.unit, def.digits) };
+    }),
+  }));
+  const others = Object.keys(metrics).filter((key) => !known.has(key) && !SHOWN_ELSEWHERE.has(key)).sort();
+  if (others.length) {
+    sections.push({
+      title: "Other",
+      rows: others.map((key) => ({ key, label: key, help: "", value: metrics[key], text: show(metrics[key], "", 3) })),
+    });
+  }
+  return sections;
+}
+
+/** The metrics, one table per group (see metricSections). */
+export function metricsTable(metrics: Record<string, unknown>): HTMLElement {
+  const row = ({ key, label, help, value, text }: MetricRow) =>
     h(
       "tr",
       { dataset: { metric: key } },
       h("th", { scope: "row", title: help }, label),
       h("td", { class: value === null || value === undefined ? "num muted" : "num", title: value === null ? "inputs absent" : help }, text),
     );
-  for (const group of GROUPS) {
-    const rows = group.metrics.map((def) => {
-      known.add(def.key.split(".")[0]);
-      const value = lookup(metrics, def.key);
-      return row(def.key, def.label, def.help, value, show(value, def.unit, def.digits));
-    });
-    tables.push(h("table", { class: "metrics-table" }, h("caption", {}, group.title), h("tbody", {}, ...rows)));
-  }
-  const others = Object.keys(metrics).filter((key) => !known.has(key) && !SHOWN_ELSEWHERE.has(key)).sort();
-  if (others.length) {
-    const rows = others.map((key) => row(key, key, "", metrics[key], show(metrics[key], "", 3)));
-    tables.push(h("table", { class: "metrics-table" }, h("caption", {}, "Other"), h("tbody", {}, ...rows)));
-  }
+  const tables = metricSections(metrics).map((section) =>
+    h("table", { class: "metrics-table" }, h("caption", {}, section.title), h("tbody", {}, ...section.rows.map(row))),
+  );
   return h("div", { class: "metrics-grid", id: "metrics" }, ...tables);
 }
 
@@ -121,12 +145,35 @@ interface PowerBin {
   seconds: number | null;
 }
 
-/** The power curve: mean power and current per throttle decile, with a bar for the power. */
-export function powerCurveTable(metrics: Record<string, unknown>): HTMLElement | null {
+export interface PowerCurveRow {
+  /** The throttle decile, "30–40 %". */
+  throttle: string;
+  power: string;
+  current: string;
+  time: string;
+  /** The bar's width: the bin's mean power as a share of the highest (at least 1 W), 0–100. */
+  barPercent: number;
+}
+
+/** The power curve's rows; null when computed_metrics has no bins. */
+export function powerCurveRows(metrics: Record<string, unknown>): PowerCurveRow[] | null {
   const bins = metrics.power_curve;
   if (!Array.isArray(bins) || bins.length === 0) return null;
   const typed = bins as PowerBin[];
   const maxPower = Math.max(1, ...typed.map((bin) => bin.mean_power_w ?? 0));
+  return typed.map((bin) => ({
+    throttle: `${Math.round(bin.bin_start * 100)}–${Math.round(bin.bin_start * 100 + 10)} %`,
+    power: show(bin.mean_power_w, "W", 0),
+    current: show(bin.mean_current_a, "A", 1),
+    time: show(bin.seconds, "s", 1),
+    barPercent: Math.max(0, (bin.mean_power_w ?? 0) / maxPower) * 100,
+  }));
+}
+
+/** The power curve: mean power and current per throttle decile, with a bar for the power. */
+export function powerCurveTable(metrics: Record<string, unknown>): HTMLElement | null {
+  const rows = powerCurveRows(metrics);
+  if (!rows) return null;
   return h(
     "table",
     { class: "power-curve", id: "power-curve" },
@@ -134,16 +181,16 @@ export function powerCurveTable(metrics: Record<string, unknown>): HTMLElement |
     h(
       "tbody",
       {},
-      ...typed.map((bin) => {
+      ...rows.map((row) => {
         const bar = h("div", { class: "hbar" });
-        bar.style.width = `${Math.max(0, (bin.mean_power_w ?? 0) / maxPower) * 100}%`;
+        bar.style.width = `${row.barPercent}%`;
         return h(
           "tr",
           {},
-          h("td", {}, `${Math.round(bin.bin_start * 100)}–${Math.round(bin.bin_start * 100 + 10)} %`),
-          h("td", { class: "num" }, show(bin.mean_power_w, "W", 0)),
-          h("td", { class: "num" }, show(bin.mean_current_a, "A", 1)),
-          h("td", { class: "num" }, show(bin.seconds, "s", 1)),
+          h("td", {}, row.throttle),
+          h("td", { class: "num" }, row.power),
+          h("td", { class: "num" }, row.current),
+          h("td", { class: "num" }, row.time),
           h("td", { class: "bar-col" }, bar),
         );
       }),

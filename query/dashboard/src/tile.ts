@@ -2,13 +2,43 @@
 
 import { Drone, Packet, tsMillis } from "./api";
 import { h, setText, svg } from "./dom";
-import { age, DASH, num, percent } from "./format";
+import { age, DASH, heading, num, percent } from "./format";
 
 /** Heard from within this long: "live"; within STALE_MS: "stale"; after that: "offline". */
 const LIVE_MS = 3_000;
 const STALE_MS = 30_000;
 
 type Field = "voltage" | "current" | "power" | "rssi" | "throttle" | "roll" | "pitch" | "yaw" | "mode";
+
+export type LinkState = "live" | "stale" | "offline";
+
+/** What a tile shows for a packet: the text of each field, absent values as DASH. */
+export function readout(packet: Packet): Record<Field, string> {
+  const { voltage, current } = packet;
+  const [roll, pitch, yaw] = packet.attitude ?? [NaN, NaN, NaN];
+  const mode = packet.extra?.mode;
+  return {
+    voltage: voltage === undefined ? DASH : `${num(voltage, 2)} V`,
+    current: current === undefined ? DASH : `${num(current, 1)} A`,
+    power: voltage === undefined || current === undefined ? DASH : `${num(voltage * current, 0)} W`,
+    rssi: packet.rssi === undefined ? DASH : String(packet.rssi),
+    throttle: percent(packet.throttle),
+    roll: Number.isFinite(roll) ? `${num(roll, 1)}°` : DASH,
+    pitch: Number.isFinite(pitch) ? `${num(pitch, 1)}°` : DASH,
+    yaw: Number.isFinite(yaw) ? `${num(heading(yaw), 0)}°` : DASH,
+    mode: mode === undefined ? "" : String(mode),
+  };
+}
+
+/** The throttle bar's width in percent, the throttle clamped to 0–1. */
+export function throttleBarPercent(throttle: number): number {
+  return Math.max(0, Math.min(1, throttle)) * 100;
+}
+
+/** Heard from `sinceMs` ago: live, stale or offline. */
+export function linkState(sinceMs: number): LinkState {
+  return sinceMs < LIVE_MS ? "live" : sinceMs < STALE_MS ? "stale" : "offline";
+}
 
 export class LiveTile {
   readonly element: HTMLElement;
@@ -100,29 +130,16 @@ export class LiveTile {
   }
 
   update(packet: Packet): void {
-    const set = (name: Field, text: string) => setText(this.fields.get(name)!, text);
-    const { voltage, current } = packet;
-    set("voltage", voltage === undefined ? DASH : `${num(voltage, 2)} V`);
-    set("current", current === undefined ? DASH : `${num(current, 1)} A`);
-    set(
-      "power",
-      voltage === undefined || current === undefined ? DASH : `${num(voltage * current, 0)} W`,
-    );
-    set("rssi", packet.rssi === undefined ? DASH : String(packet.rssi));
-    set("throttle", percent(packet.throttle));
-    this.throttleFill.style.width = `${Math.max(0, Math.min(1, packet.throttle)) * 100}%`;
-    const [roll, pitch, yaw] = packet.attitude ?? [NaN, NaN, NaN];
-    set("roll", Number.isFinite(roll) ? `${num(roll, 1)}°` : DASH);
-    set("pitch", Number.isFinite(pitch) ? `${num(pitch, 1)}°` : DASH);
-    set("yaw", Number.isFinite(yaw) ? `${num(((yaw % 360) + 360) % 360, 0)}°` : DASH);
+    const texts = readout(packet);
+    for (const [name, element] of this.fields) setText(element, texts[name]);
+    this.throttleFill.style.width = `${throttleBarPercent(packet.throttle)}%`;
     if (packet.attitude) {
+      const [roll, pitch, yaw] = packet.attitude;
       // Pitch moves the horizon (1.2 px per degree, clamped), roll turns it the other way.
       const shift = Math.max(-30, Math.min(30, pitch * 1.2));
       this.horizon.setAttribute("transform", `rotate(${-roll}) translate(0 ${shift})`);
       this.heading.setAttribute("transform", `rotate(${yaw})`);
     }
-    const mode = packet.extra?.mode;
-    set("mode", mode === undefined ? "" : String(mode));
     this.lastTs = tsMillis(packet.ts);
     this.tick(Date.now());
   }
@@ -132,7 +149,7 @@ export class LiveTile {
     if (this.lastTs === null) return;
     const since = now - this.lastTs;
     setText(this.ageElement, age(since));
-    const state = since < LIVE_MS ? "live" : since < STALE_MS ? "stale" : "offline";
+    const state = linkState(since);
     setText(this.stateElement, state);
     const cls = `is-${state}`;
     if (!this.element.classList.contains(cls)) {

@@ -2,7 +2,7 @@
 // a recompute button.
 
 import { api, ApiError, FlightDetail, Packet, tsMillis } from "../api";
-import { Disposable, palette, sagChart, timeChart, trackChart, trackFrom } from "../charts";
+import { Disposable, flightSeries, palette, sagChart, timeChart, trackChart, trackFrom } from "../charts";
 import { h, mount } from "../dom";
 import { duration, num, when, withUnit } from "../format";
 import { metricsTable, powerCurveTable } from "../metrics";
@@ -150,17 +150,8 @@ export function flightView(root: HTMLElement, ctx: ViewContext, flightId: string
       return;
     }
     const colors = palette();
-    const start = tsMillis(flight.start_ts);
-    const xs = points.map((p) => (tsMillis(p.ts) - start) / 1000);
-    const pick = (f: (p: Packet) => number | undefined) => points.map((p) => f(p) ?? null);
-    const voltage = pick((p) => p.voltage);
-    const current = pick((p) => p.current);
-    const power = pick((p) => (p.voltage !== undefined && p.current !== undefined ? p.voltage * p.current : undefined));
-    const throttle = pick((p) => p.throttle * 100);
-    const roll = pick((p) => p.attitude?.[0]);
-    const pitch = pick((p) => p.attitude?.[1]);
-    // yaw as a heading in [0, 360), drawn as dots so a wrap is not a line across the chart
-    const yaw = pick((p) => (p.attitude ? ((p.attitude[2] % 360) + 360) % 360 : undefined));
+    // yaw is a heading in [0, 360), drawn as dots so a wrap is not a line across the chart
+    const { xs, voltage, current, power, throttle, roll, pitch, yaw } = flightSeries(points, flight.start_ts);
 
     const card = (name: string, title: string, note: string, wide = false) => {
       const body = h("div", { class: "chart", dataset: { chart: name } });
