@@ -8,12 +8,12 @@
 //! (see [`insert_rows`]; `flightline bench store` and BENCHMARKS.md for why).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use schemas::{ExtraValue, TelemetryRecord};
 use sqlx::PgPool;
 
+use crate::offsets::OffsetKey;
 use crate::runner::{Batch, Message, OffsetSeeds, Processor};
 use crate::{timestamp, Result};
 
@@ -21,7 +21,7 @@ pub const GROUP_ID: &str = "flightline-store";
 
 pub struct Store {
     pool: PgPool,
-    group_id: String,
+    offsets: OffsetKey,
     seeds: OffsetSeeds,
 }
 
@@ -30,11 +30,9 @@ impl Store {
     /// `topic` that seed partition assignment.
     pub async fn new(pool: PgPool, group_id: &str, topic: &str) -> Result<Self> {
         ensure_partitions(&pool).await?;
-        let seeds = OffsetSeeds::default();
-        for (partition, next_offset) in stored_offsets(&pool, group_id, topic).await? {
-            seeds.set(partition, next_offset);
-        }
-        Ok(Self { pool, group_id: group_id.to_owned(), seeds })
+        let offsets = OffsetKey::new(group_id, topic);
+        let seeds = offsets.seeds(&pool).await?;
+        Ok(Self { pool, offsets, seeds })
     }
 }
 
@@ -44,54 +42,27 @@ impl Processor for Store {
     async fn handle(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let partitions: Vec<i32> = batch.next_offsets.keys().copied().collect();
-        // FOR UPDATE serialises instances that briefly both own a partition during a rebalance.
-        let stored: BTreeMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
-            "SELECT partition, next_offset FROM consumer_offsets
-             WHERE group_id = $1 AND topic = $2 AND partition = ANY($3) FOR UPDATE",
-        )
-        .bind(&self.group_id)
-        .bind(&batch.topic)
-        .bind(&partitions)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        let stored = self.offsets.fence(&mut tx, &partitions).await?;
         let fresh = batch.messages.iter().filter(|m| stored.get(&m.partition).is_none_or(|next| m.offset >= *next));
         let columns = Columns::from_messages(fresh);
         if !columns.drone_id.is_empty() {
             insert_rows(&mut tx, &columns).await?;
         }
-        let (offset_partitions, offset_values): (Vec<i32>, Vec<i64>) = batch
+        let next_offsets: Vec<(i32, i64)> = batch
             .next_offsets
             .iter()
             .map(|(partition, next)| (*partition, (*next).max(stored.get(partition).copied().unwrap_or(0))))
-            .unzip();
-        sqlx::query(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-             SELECT $1, $2, p, o FROM UNNEST($3::int[], $4::bigint[]) AS u(p, o)
-             ON CONFLICT (group_id, topic, partition) DO UPDATE
-             SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
-                 updated_at = now()",
-        )
-        .bind(&self.group_id)
-        .bind(&batch.topic)
-        .bind(&offset_partitions)
-        .bind(&offset_values)
-        .execute(&mut *tx)
-        .await?;
+            .collect();
+        self.offsets.advance(&mut tx, &next_offsets).await?;
         tx.commit().await?;
-        for (partition, next) in offset_partitions.iter().zip(&offset_values) {
-            self.seeds.set(*partition, *next);
+        for (partition, next) in next_offsets {
+            self.seeds.set(partition, next);
         }
         Ok(())
     }
 
     async fn on_tick(&mut self) -> Result<()> {
         ensure_partitions(&self.pool).await
-    }
-
-    fn tick_interval(&self) -> Duration {
-        Duration::from_secs(3600)
     }
 
     fn offset_seeds(&self) -> Option<OffsetSeeds> {
@@ -109,15 +80,6 @@ pub async fn ensure_partitions(pool: &PgPool) -> Result<()> {
         tracing::info!(created, "telemetry_raw partitions created");
     }
     Ok(())
-}
-
-/// The offsets a group has stored for a topic: `(partition, next_offset)`.
-pub async fn stored_offsets(pool: &PgPool, group_id: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
-    Ok(sqlx::query_as("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2")
-        .bind(group_id)
-        .bind(topic)
-        .fetch_all(pool)
-        .await?)
 }
 
 /// A batch of records pivoted into one vector per column.
@@ -148,9 +110,12 @@ pub struct Columns {
 
 impl Columns {
     pub fn from_messages<'a>(messages: impl Iterator<Item = &'a Message<TelemetryRecord>>) -> Self {
+        Self::from_records(messages.map(|message| &message.record))
+    }
+
+    pub fn from_records<'a>(records: impl Iterator<Item = &'a TelemetryRecord>) -> Self {
         let mut c = Columns::default();
-        for message in messages {
-            let r = &message.record;
+        for r in records {
             c.drone_id.push(r.drone_id);
             c.ts.push(timestamp(r.ts_us));
             c.received_at.push(timestamp(r.received_at_us));

@@ -17,6 +17,7 @@ use schemas::{FlightClosed, FlightEvent};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use crate::offsets::OffsetKey;
 use crate::runner::{Batch, Processor};
 use crate::{timestamp, Error, Result};
 use metrics::{FlightRows, Metrics, ANALYTICS_VERSION};
@@ -43,28 +44,20 @@ pub struct Timings {
 
 pub struct Analytics {
     pool: PgPool,
-    /// Consumer group id of the store group whose offsets are the watermark.
-    store_group: String,
-    telemetry_topic: String,
+    /// The store group's offsets on the telemetry topic: the watermark.
+    store_offsets: OffsetKey,
 }
 
 impl Analytics {
     pub fn new(pool: PgPool, store_group: &str, telemetry_topic: &str) -> Self {
-        Self { pool, store_group: store_group.to_owned(), telemetry_topic: telemetry_topic.to_owned() }
+        Self { pool, store_offsets: OffsetKey::new(store_group, telemetry_topic) }
     }
 
     /// Waits until the store group has stored the message at `last_offset` of `partition`.
     async fn wait_for_store(&self, partition: i32, last_offset: i64) -> Result<()> {
         let deadline = tokio::time::Instant::now() + WATERMARK_PATIENCE;
         loop {
-            let stored: Option<i64> = sqlx::query_scalar(
-                "SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
-            )
-            .bind(&self.store_group)
-            .bind(&self.telemetry_topic)
-            .bind(partition)
-            .fetch_optional(&self.pool)
-            .await?;
+            let stored = self.store_offsets.next_offset(&self.pool, partition).await?;
             if stored.is_some_and(|next| next > last_offset) {
                 return Ok(());
             }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::offsets::OffsetKey;
 use crate::runner::{Batch, OffsetSeeds, Processor};
 use crate::{Error, Result};
 use machine::{ClosedFlight, FlightRule, Sessionizer};
@@ -54,10 +55,15 @@ struct PartitionState {
     last_read: Option<Instant>,
 }
 
+/// The topic the sessionizer reads and the one it appends flights to.
+pub struct Topics {
+    pub telemetry: String,
+    pub flights: String,
+}
+
 pub struct SessionizerProcessor {
     pool: PgPool,
-    group_id: String,
-    telemetry_topic: String,
+    offsets: OffsetKey,
     flights_topic: String,
     producer: FutureProducer,
     rule: FlightRule,
@@ -70,19 +76,15 @@ impl SessionizerProcessor {
         pool: PgPool,
         producer: FutureProducer,
         group_id: &str,
-        telemetry_topic: &str,
-        flights_topic: &str,
+        topics: Topics,
         rule: FlightRule,
     ) -> Result<Self> {
-        let seeds = OffsetSeeds::default();
-        for (partition, next_offset) in crate::store::stored_offsets(&pool, group_id, telemetry_topic).await? {
-            seeds.set(partition, next_offset);
-        }
+        let offsets = OffsetKey::new(group_id, &topics.telemetry);
+        let seeds = offsets.seeds(&pool).await?;
         Ok(Self {
             pool,
-            group_id: group_id.to_owned(),
-            telemetry_topic: telemetry_topic.to_owned(),
-            flights_topic: flights_topic.to_owned(),
+            offsets,
+            flights_topic: topics.flights,
             producer,
             rule,
             partitions: HashMap::new(),
@@ -95,14 +97,7 @@ impl SessionizerProcessor {
         if let Some(state) = self.partitions.get(&partition) {
             return Ok(state.clone());
         }
-        let row: Option<(i64, Option<serde_json::Value>)> = sqlx::query_as(
-            "SELECT next_offset, state FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
-        )
-        .bind(&self.group_id)
-        .bind(&self.telemetry_topic)
-        .bind(partition)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self.offsets.snapshot(&self.pool, partition).await?;
         let state = match row {
             Some((next_offset, Some(snapshot))) => {
                 let mut state: PartitionState = serde_json::from_value(snapshot).map_err(|e| {
@@ -152,19 +147,7 @@ impl SessionizerProcessor {
         let mut tx = self.pool.begin().await?;
         for (partition, state) in &states {
             let snapshot = serde_json::to_value(state).map_err(|e| Error::Fatal(format!("snapshot: {e}")))?;
-            sqlx::query(
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, state)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (group_id, topic, partition) DO UPDATE
-                 SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()",
-            )
-            .bind(&self.group_id)
-            .bind(&self.telemetry_topic)
-            .bind(partition)
-            .bind(state.next_offset)
-            .bind(snapshot)
-            .execute(&mut *tx)
-            .await?;
+            self.offsets.save_snapshot(&mut tx, *partition, state.next_offset, &snapshot).await?;
         }
         tx.commit().await?;
         for (partition, state) in states {
