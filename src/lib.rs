@@ -1,18 +1,13 @@
-//! The `flightline` binary's library half: configuration, the shared runtime plumbing, the role
-//! supervisor, and the client-side tools (`send`, `simulate`). `main.rs` only parses arguments
-//! and calls into here; the roles themselves live in the `ingest` and `processors` crates.
+//! The `flightline` binary's library half: the production plumbing every role shares —
+//! configuration ([`settings`]), logging, shutdown and connections ([`runtime`]), the endpoints
+//! every HTTP process serves ([`http`]) and the role supervisor ([`roles`]). The roles themselves
+//! live in the `ingest`, `query` and `processors` crates. The client tools and benches are not
+//! part of this library: they are modules of the binary (`src/tools/`, `src/bench/`).
 
-pub mod bench;
-pub mod bench_analytics;
-pub mod bench_e2e;
-pub mod bench_store;
-pub mod client;
 pub mod http;
 pub mod roles;
 pub mod runtime;
-pub mod send;
 pub mod settings;
-pub mod simulate;
 
 pub use settings::Settings;
 

@@ -1,11 +1,13 @@
 //! `flightline`: one binary, one subcommand per role or tool (CONTRACT.md §5).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use flightline::roles::{self, Group, HttpRoles};
-use flightline::{runtime, send, simulate, Settings};
+use flightline::{runtime, Settings};
+
+mod bench;
+mod tools;
 
 #[derive(Parser)]
 #[command(name = "flightline", version, about = "Drone telemetry platform: ingest, processors, query")]
@@ -37,43 +39,13 @@ enum Command {
         command: DronesCommand,
     },
     /// Stream a recorded packet file (.jsonl or .jsonl.gz) through the API, in batches.
-    Send {
-        #[arg(long)]
-        api_key: String,
-        #[arg(long)]
-        file: PathBuf,
-        /// Base URL of the ingest API (default: http://FLIGHTLINE_HTTP_ADDR).
-        #[arg(long)]
-        target: Option<String>,
-        /// Pace at this multiple of recorded speed (1 = real time); omit to send as fast as accepted.
-        #[arg(long)]
-        rate_multiplier: Option<f64>,
-        /// Packets per request (1–500).
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-    },
+    Send(tools::send::SendOptions),
     /// A fleet of simulated drones flying realistic flights through the API.
-    Simulate {
-        #[arg(long, default_value_t = 3)]
-        drones: u32,
-        #[arg(long, default_value_t = 50)]
-        hz: u32,
-        /// Flights per drone; omit to fly until interrupted.
-        #[arg(long)]
-        flights: Option<u32>,
-        /// Seconds in the air per flight.
-        #[arg(long, default_value_t = 60.0)]
-        duration: f64,
-        #[arg(long)]
-        target: Option<String>,
-        /// Attach the simulated drones to this user.
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    /// Measure a role under load; prints one JSON object of figures.
+    Simulate(tools::simulate::SimulateOptions),
+    /// Measure a path under load; prints one JSON object of figures.
     Bench {
         #[command(subcommand)]
-        command: flightline::bench::BenchCommand,
+        command: bench::BenchCommand,
     },
 }
 
@@ -112,7 +84,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     // Installed before any role starts, so no early measurement is lost.
     let _ = runtime::metrics();
-    let default_target = || format!("http://{}", settings.http_addr);
+    let default_target = format!("http://{}", settings.http_addr);
     match command {
         Command::All => roles::all(&settings, runtime::shutdown_token()).await,
         Command::Ingest => {
@@ -143,73 +115,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::json!({ "id": id, "api_key": api_key }));
             Ok(())
         }
-        Command::Send { api_key, file, target, rate_multiplier, batch } => {
-            let target = target.unwrap_or_else(default_target);
-            let report = send::send(send::SendOptions {
-                api_key: &api_key,
-                file: &file,
-                target: &target,
-                rate_multiplier,
-                batch,
-            })
-            .await?;
+        Command::Send(options) => {
+            let report = tools::send::send(&options, &default_target).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Simulate { drones, hz, flights, duration, target, owner } => {
+        Command::Simulate(options) => {
             let pool = runtime::connect_postgres(&settings, 2).await?;
-            let owner_id = match owner {
-                Some(email) => Some(flightline::user_id_by_email(&pool, &email).await?),
-                None => None,
-            };
-            let options = simulate::SimulateOptions {
-                drones,
-                hz,
-                flights,
-                duration_s: duration,
-                target: target.unwrap_or_else(default_target),
-                owner_id,
-            };
-            let report = simulate::simulate(&pool, options, runtime::shutdown_token()).await?;
+            let report = tools::simulate::simulate(&pool, &options, &default_target, runtime::shutdown_token()).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Bench {
-            command: flightline::bench::BenchCommand::Ingest { drones, hz, seconds, mode, target, batch },
-        } => {
-            let pool = runtime::connect_postgres(&settings, 2).await?;
-            let target = target.unwrap_or_else(default_target);
-            let options = flightline::bench::BenchOptions { drones, hz, seconds, mode, target, batch };
-            let report = flightline::bench::bench_ingest(&pool, options, runtime::shutdown_token()).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
-        }
-        Command::Bench { command: flightline::bench::BenchCommand::E2e { drones, hz, seconds, target } } => {
-            let options = flightline::bench_e2e::E2eOptions {
-                drones,
-                hz,
-                seconds,
-                target: target.unwrap_or_else(default_target),
-                redis_url: settings.redis_url.clone(),
-            };
-            let report = flightline::bench_e2e::bench_e2e(options).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
-        }
-        Command::Bench { command: flightline::bench::BenchCommand::Analytics { rows, runs } } => {
-            let pool = runtime::connect_postgres(&settings, 2).await?;
-            runtime::migrate(&pool).await?;
-            let report = flightline::bench_analytics::bench_analytics(&pool, rows, runs).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
-        }
-        Command::Bench {
-            command: flightline::bench::BenchCommand::Store { rows, batch, runs, copy_path, retried_every },
-        } => {
-            let options = flightline::bench_store::StoreBenchOptions { rows, batch, runs, copy_path, retried_every };
-            let report = flightline::bench_store::bench_store(&settings.database_url, options).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
-        }
+        Command::Bench { command } => bench::run(command, &settings, runtime::shutdown_token()).await,
     }
 }

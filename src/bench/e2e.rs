@@ -14,14 +14,21 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::bench::round3;
+use super::stats::{self, round};
 
+/// `flightline bench e2e`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct E2eOptions {
+    #[arg(long, default_value_t = 100)]
     pub drones: u32,
+    /// Packets per second per drone.
+    #[arg(long, default_value_t = 100.0)]
     pub hz: f64,
+    #[arg(long, default_value_t = 20.0)]
     pub seconds: f64,
-    pub target: String,
-    pub redis_url: String,
+    /// Base URL of the API (default: http://FLIGHTLINE_HTTP_ADDR).
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,13 +49,13 @@ pub struct E2eReport {
 type Acked = Arc<Mutex<HashMap<(String, String), Instant>>>;
 type Arrivals = Arc<Mutex<Vec<((String, String), Instant)>>>;
 
-pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
+pub async fn bench_e2e(options: E2eOptions, default_target: &str, redis_url: &str) -> anyhow::Result<E2eReport> {
     anyhow::ensure!(
         options.drones >= 1 && options.hz > 0.0 && options.seconds > 0.0,
         "drones, hz and seconds must be positive"
     );
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-    let url = options.target.trim_end_matches('/').to_owned();
+    let url = options.target.as_deref().unwrap_or(default_target).trim_end_matches('/').to_owned();
     let token = sign_up(&http, &url).await?;
     let mut drones = Vec::new();
     for i in 0..options.drones {
@@ -70,7 +77,7 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
 
     let redis_arrivals: Arrivals = Arc::default();
     let sse_arrivals: Arrivals = Arc::default();
-    let client = redis::Client::open(options.redis_url.as_str())?;
+    let client = redis::Client::open(redis_url)?;
     let mut pubsub = client.get_async_pubsub().await.context("connecting to redis")?;
     pubsub.psubscribe(format!("{}*", schemas::LIVE_CHANNEL_PREFIX)).await?;
     let redis_task = {
@@ -120,25 +127,32 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(options.seconds);
     let mut senders = tokio::task::JoinSet::new();
-    for (drone_id, key) in drones {
+    for (index, (drone_id, key)) in drones.into_iter().enumerate() {
         let (http, url, acked) = (http.clone(), url.clone(), acked.clone());
+        let mut airframe = sim::Airframe::new(index as u32, 60.0);
+        let (hz, cycle_s) = (options.hz, airframe.cycle_s());
         senders.spawn(async move {
             let (mut sent, mut errors) = (0u64, 0u64);
+            let mut body = Vec::new();
             let mut ticker = tokio::time::interval(interval);
             let mut last_us = 0i64;
             while Instant::now() < deadline {
                 ticker.tick().await;
-                let mut batch = Vec::with_capacity(per_batch);
+                let mut samples = Vec::with_capacity(per_batch);
                 for _ in 0..per_batch {
                     let ts_us = chrono::Utc::now().timestamp_micros().max(last_us + 1);
                     last_us = ts_us;
-                    batch.push(schemas::format_ts(ts_us));
+                    let t = started.elapsed().as_secs_f64() % cycle_s;
+                    samples.push((ts_us, airframe.sample(t, 1.0 / hz)));
                 }
-                let body: Vec<Value> = batch
-                    .iter()
-                    .map(|ts| json!({"ts": ts, "throttle": 0.5, "voltage": 22.2, "current": 12.5}))
-                    .collect();
-                match http.post(format!("{url}/v1/telemetry")).header("x-api-key", &key).json(&body).send().await {
+                sim::Sample::write_batch(samples.iter().map(|(ts_us, sample)| (*ts_us, sample)), &mut body);
+                let batch: Vec<String> = samples.iter().map(|(ts_us, _)| schemas::format_ts(*ts_us)).collect();
+                let request = http
+                    .post(format!("{url}/v1/telemetry"))
+                    .header("x-api-key", &key)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+                match request.send().await {
                     Ok(response) if response.status() == 201 => {
                         let now = Instant::now();
                         let mut acked = acked.lock().expect("acked");
@@ -183,9 +197,9 @@ pub async fn bench_e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
     let sse = latencies(&sse_arrivals);
     Ok(E2eReport {
         drones: options.drones,
-        seconds: round3(seconds),
+        seconds: round(seconds, 3),
         packets,
-        packets_per_s: round3(packets as f64 / seconds),
+        packets_per_s: round(packets as f64 / seconds, 3),
         redis_events: redis.len(),
         redis_p50_ms: percentile(&redis, 0.50),
         redis_p99_ms: percentile(&redis, 0.99),
@@ -216,10 +230,10 @@ fn event_key(json: &str) -> Option<(String, String)> {
     Some((value["drone_id"].as_str()?.to_owned(), value["ts"].as_str()?.to_owned()))
 }
 
-/// Like [`crate::bench::percentile`], but NaN (printed as null) when nothing arrived at all.
+/// Like [`stats::percentile`], but NaN (printed as null) when nothing arrived at all.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    round3(crate::bench::percentile(sorted, q))
+    round(stats::percentile(sorted, q), 3)
 }

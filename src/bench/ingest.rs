@@ -20,66 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-/// `flightline bench <what>`.
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// Drive a simulated fleet against a running ingest API and print one JSON object of figures.
-    Ingest {
-        #[arg(long, default_value_t = 100)]
-        drones: u32,
-        /// Packets per second per drone.
-        #[arg(long, default_value_t = 200.0)]
-        hz: f64,
-        #[arg(long, default_value_t = 30.0)]
-        seconds: f64,
-        #[arg(long, value_enum, default_value_t = BenchMode::Http)]
-        mode: BenchMode,
-        /// Base URL of the ingest API (default: http://FLIGHTLINE_HTTP_ADDR).
-        #[arg(long)]
-        target: Option<String>,
-        /// Packets a drone aims to put in one request (1–500); a drone sends every batch/hz s.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-    },
-    /// Ingest → live latency against a running `flightline all`: Redis channel and SSE stream.
-    E2e {
-        #[arg(long, default_value_t = 100)]
-        drones: u32,
-        /// Packets per second per drone.
-        #[arg(long, default_value_t = 100.0)]
-        hz: f64,
-        #[arg(long, default_value_t = 20.0)]
-        seconds: f64,
-        /// Base URL of the API (default: http://FLIGHTLINE_HTTP_ADDR).
-        #[arg(long)]
-        target: Option<String>,
-    },
-    /// Time the analytics of one synthetic flight (tag, load, polars, write) in the configured
-    /// database; prints the medians of several runs.
-    Analytics {
-        #[arg(long, default_value_t = 360_000)]
-        rows: usize,
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-    },
-    /// The store group's batched write into telemetry_raw, UNNEST vs COPY, in a scratch database;
-    /// prints the medians of several runs.
-    Store {
-        #[arg(long, default_value_t = 200_000)]
-        rows: usize,
-        #[arg(long, default_value_t = 5_000)]
-        batch: usize,
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// How the COPY method writes: straight into telemetry_raw (staged only on a duplicate
-        /// key), or always through a staging table.
-        #[arg(long, value_enum, default_value_t = crate::bench_store::CopyPath::Direct)]
-        copy_path: crate::bench_store::CopyPath,
-        /// Every Nth batch also repeats the previous batch's last packet (a retried request); 0: never.
-        #[arg(long, default_value_t = 0)]
-        retried_every: usize,
-    },
-}
+use super::stats::{percentile, round};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,14 +29,23 @@ pub enum BenchMode {
     Ws,
 }
 
-#[derive(Debug, Clone)]
-pub struct BenchOptions {
+/// `flightline bench ingest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestBenchOptions {
+    #[arg(long, default_value_t = 100)]
     pub drones: u32,
+    /// Packets per second per drone.
+    #[arg(long, default_value_t = 200.0)]
     pub hz: f64,
+    #[arg(long, default_value_t = 30.0)]
     pub seconds: f64,
+    #[arg(long, value_enum, default_value_t = BenchMode::Http)]
     pub mode: BenchMode,
-    pub target: String,
-    /// Packets a drone aims to send per request (≤ 500).
+    /// Base URL of the ingest API (default: http://FLIGHTLINE_HTTP_ADDR).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Packets a drone aims to put in one request (1–500); a drone sends every batch/hz s.
+    #[arg(long, default_value_t = 500)]
     pub batch: usize,
 }
 
@@ -119,7 +69,8 @@ struct Totals {
 
 pub async fn bench_ingest(
     pool: &PgPool,
-    options: BenchOptions,
+    options: IngestBenchOptions,
+    default_target: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(
@@ -147,6 +98,7 @@ pub async fn bench_ingest(
         // drones' requests (the last, partial, one included) are spread evenly in time.
         let drone_start = started + period.mul_f64(index as f64 / options.drones as f64);
         let drone = Drone {
+            index: index as u32,
             key,
             hz: options.hz,
             period,
@@ -155,7 +107,7 @@ pub async fn bench_ingest(
             totals: totals.clone(),
             shutdown: shutdown.clone(),
         };
-        let target = options.target.clone();
+        let target = options.target.clone().unwrap_or_else(|| default_target.to_owned());
         let http = http.clone();
         let mode = options.mode;
         tasks.spawn(async move {
@@ -178,33 +130,17 @@ pub async fn bench_ingest(
     Ok(BenchReport {
         mode: options.mode,
         packets,
-        seconds: round3(seconds),
-        packets_per_s: round3(packets as f64 / seconds),
-        requests_per_s: round3(requests as f64 / seconds),
-        p50_ms: round3(percentile(&latencies, 0.50)),
-        p99_ms: round3(percentile(&latencies, 0.99)),
+        seconds: round(seconds, 3),
+        packets_per_s: round(packets as f64 / seconds, 3),
+        requests_per_s: round(requests as f64 / seconds, 3),
+        p50_ms: round(percentile(&latencies, 0.50), 3),
+        p99_ms: round(percentile(&latencies, 0.99), 3),
         errors: totals.errors.load(Ordering::Relaxed),
     })
 }
 
-/// Rounded to three decimals, for printing.
-pub(crate) fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-/// Linear interpolation between order statistics of sorted values (ms), 0 when empty.
-/// The q-quantile of sorted values, linear interpolation between order statistics (0 when empty).
-pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = q * (sorted.len() - 1) as f64;
-    let low = rank.floor() as usize;
-    let high = rank.ceil() as usize;
-    sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64)
-}
-
 struct Drone {
+    index: u32,
     key: String,
     hz: f64,
     period: Duration,
@@ -236,10 +172,15 @@ impl Drone {
         let count = generated.saturating_sub(pacing.sent).min(schemas::MAX_PACKETS_PER_BATCH as u64) as usize;
         body.clear();
         if count > 0 {
-            write_batch(body, pacing.epoch_us, self.hz, pacing.sent, count);
+            write_batch(&mut pacing.airframe, body, pacing.epoch_us, self.hz, pacing.sent, count);
             pacing.sent += count as u64;
         }
         Some(count)
+    }
+
+    fn pacing(&self) -> Pacing {
+        // A minute in the air, then the ground idle: the bench drones fly real flights.
+        Pacing { epoch_us: self.started_epoch_us(), sent: 0, sends: 0, done: false, airframe: sim::Airframe::new(self.index, 60.0) }
     }
 
     fn started_epoch_us(&self) -> i64 {
@@ -250,7 +191,7 @@ impl Drone {
 
     async fn run_http(self, http: &reqwest::Client, target: &str) -> anyhow::Result<Vec<f64>> {
         let url = format!("{}/v1/telemetry", target.trim_end_matches('/'));
-        let mut pacing = Pacing { epoch_us: self.started_epoch_us(), sent: 0, sends: 0, done: false };
+        let mut pacing = self.pacing();
         let mut latencies = Vec::new();
         let mut body = Vec::new();
         loop {
@@ -285,7 +226,7 @@ impl Drone {
                                 response.text().await.unwrap_or_default()
                             );
                         }
-                        let wait = crate::client::retry_after(&response).unwrap_or(Duration::from_millis(500));
+                        let wait = crate::tools::client::retry_after(&response).unwrap_or(Duration::from_millis(500));
                         if self.wait_or_stop(wait).await {
                             return Ok(latencies);
                         }
@@ -309,7 +250,7 @@ impl Drone {
         request.headers_mut().insert("x-api-key", self.key.parse()?);
         let (mut socket, _) =
             tokio_tungstenite::connect_async(request).await.with_context(|| format!("connecting {url}"))?;
-        let mut pacing = Pacing { epoch_us: self.started_epoch_us(), sent: 0, sends: 0, done: false };
+        let mut pacing = self.pacing();
         let mut latencies = Vec::new();
         let mut body = Vec::new();
         loop {
@@ -366,43 +307,21 @@ struct Pacing {
     sent: u64,
     sends: u32,
     done: bool,
+    airframe: sim::Airframe,
 }
 
 /// Appends a JSON array of `count` packets, numbers `first..first + count` of a drone flying at
-/// `hz` since `epoch_us`; written by hand because the bench must not spend the CPU it measures.
-fn write_batch(out: &mut Vec<u8>, epoch_us: i64, hz: f64, first: u64, count: usize) {
-    use std::io::Write;
-    out.push(b'[');
-    for n in first..first + count as u64 {
-        if n != first {
-            out.push(b',');
-        }
-        let ts_us = epoch_us + (n as f64 * 1_000_000.0 / hz) as i64;
-        let phase = (n % 1000) as f64 / 1000.0;
-        let _ = write!(
-            out,
-            r#"{{"ts":"{}","throttle":{:.3},"voltage":{:.2},"current":{:.2},"mah_drawn":{},"rssi":{},"position":[{:.2},{:.2},{:.2}],"gps":{{"lat":{:.6},"lon":{:.6},"alt_m":{:.1}}},"velocity":[{:.2},{:.2},{:.2}],"attitude":[{:.1},{:.1},{:.1}]}}"#,
-            schemas::format_ts(ts_us),
-            0.3 + 0.4 * phase,
-            24.0 - 2.0 * phase,
-            20.0 + 10.0 * phase,
-            n / 10,
-            -60 - (n % 20) as i64,
-            100.0 * phase,
-            -50.0 * phase,
-            30.0 + phase,
-            47.397742 + phase * 1e-3,
-            8.545594 - phase * 1e-3,
-            488.1 + phase,
-            4.0 * phase,
-            -1.0,
-            0.1,
-            2.5 * phase,
-            -8.0 * phase,
-            360.0 * phase - 180.0,
-        );
-    }
-    out.push(b']');
+/// `hz` since `epoch_us`: the `sim` airframe's flight, sampled at the packet's time.
+fn write_batch(airframe: &mut sim::Airframe, out: &mut Vec<u8>, epoch_us: i64, hz: f64, first: u64, count: usize) {
+    let dt = 1.0 / hz;
+    let cycle_s = airframe.cycle_s();
+    let samples: Vec<(i64, sim::Sample)> = (first..first + count as u64)
+        .map(|n| {
+            let t = n as f64 * dt;
+            (epoch_us + (t * 1e6) as i64, airframe.sample(t % cycle_s, dt))
+        })
+        .collect();
+    sim::Sample::write_batch(samples.iter().map(|(ts_us, sample)| (*ts_us, sample)), out);
 }
 
 #[cfg(test)]
@@ -412,21 +331,14 @@ mod tests {
     #[test]
     fn generated_batches_are_valid_and_increasing() {
         let now = chrono::Utc::now().timestamp_micros();
+        let mut airframe = sim::Airframe::new(0, 60.0);
         let mut body = Vec::new();
-        write_batch(&mut body, now - 10_000_000, 200.0, 0, 500);
+        write_batch(&mut airframe, &mut body, now - 10_000_000, 200.0, 0, 500);
         let packets = schemas::parse_batch(&body, now).unwrap();
         assert_eq!(packets.len(), 500);
         let mut next = Vec::new();
-        write_batch(&mut next, now - 10_000_000, 200.0, 500, 3);
+        write_batch(&mut airframe, &mut next, now - 10_000_000, 200.0, 500, 3);
         let more = schemas::parse_batch(&next, now).unwrap();
         assert!(more[0].ts_us() > packets[499].ts_us());
-    }
-
-    #[test]
-    fn percentiles_interpolate() {
-        let values: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&values, 0.5), 50.5);
-        assert!((percentile(&values, 0.99) - 99.01).abs() < 1e-9);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }

@@ -10,15 +10,14 @@
 //! commit.
 //!
 //! Everything runs in a scratch database created for the bench and dropped afterwards. The rows
-//! are generated up front (50 drones at 200 Hz, interleaved as the log would deliver them, every
-//! column filled, `extra` JSON on every 10th row) and pivoted with the store's own
+//! are generated up front (50 `sim` drones at 200 Hz, interleaved as the log would deliver them,
+//! every column filled, `extra` JSON on every row) and pivoted with the store's own
 //! `Columns::from_messages`, so both methods start from the same in-memory batch; encoding the
 //! `COPY` stream is part of the COPY method's time. `--retried-every N` makes every Nth batch end
 //! with a packet of the previous batch again (a retried request), the COPY method's worst case.
 //! Before each method's run `telemetry_raw` is truncated, and the order of the methods alternates
 //! between runs. The first run checks that both methods stored identical rows.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -26,10 +25,12 @@ use anyhow::Context;
 use chrono::Utc;
 use processors::store::Columns;
 use processors::Message;
-use schemas::{Attitude, ExtraValue, Gps, TelemetryRecord, Vec3};
+use schemas::TelemetryRecord;
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use super::stats::{median, round};
 
 const DRONES: usize = 50;
 const HZ: i64 = 200;
@@ -61,14 +62,22 @@ pub enum CopyPath {
     Staged,
 }
 
-#[derive(Debug, Clone)]
+/// `flightline bench store`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct StoreBenchOptions {
+    #[arg(long, default_value_t = 200_000)]
     pub rows: usize,
+    #[arg(long, default_value_t = 5_000)]
     pub batch: usize,
+    #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// How the COPY method writes: straight into telemetry_raw (staged only on a duplicate key),
+    /// or always through a staging table.
+    #[arg(long, value_enum, default_value_t = CopyPath::Direct)]
     pub copy_path: CopyPath,
-    /// Every `retried_every`-th batch also carries again the last packet of the batch before it
-    /// (a drone's retried request that reached the log twice), at its end; 0: never.
+    /// Every Nth batch also repeats the previous batch's last packet (a retried request that
+    /// reached the log twice), at its end; 0: never.
+    #[arg(long, default_value_t = 0)]
     pub retried_every: usize,
 }
 
@@ -102,7 +111,7 @@ pub async fn bench_store(database_url: &str, options: StoreBenchOptions) -> anyh
     let result = async {
         let pool =
             PgPoolOptions::new().max_connections(1).connect_with(admin_options.clone().database(&db_name)).await?;
-        crate::runtime::migrate(&pool).await?;
+        flightline::runtime::migrate(&pool).await?;
         let result = run_bench(&pool, &options).await;
         pool.close().await;
         result
@@ -177,6 +186,7 @@ async fn run_method(
     batches: &[Columns],
 ) -> anyhow::Result<RunFigures> {
     sqlx::raw_sql("TRUNCATE telemetry_raw; DELETE FROM consumer_offsets").execute(pool).await?;
+    let offsets = processors::offsets::OffsetKey::new(GROUP, TOPIC);
     let mut conn = pool.acquire().await?;
     let mut batch_ms = Vec::with_capacity(batches.len());
     let mut copy_buffer = Vec::new();
@@ -187,33 +197,14 @@ async fn run_method(
         let begin = Instant::now();
         let mut tx = conn.begin().await?;
         let partitions: Vec<i32> = (0..PARTITIONS).collect();
-        let _stored: Vec<(i32, i64)> = sqlx::query_as(
-            "SELECT partition, next_offset FROM consumer_offsets
-             WHERE group_id = $1 AND topic = $2 AND partition = ANY($3) FOR UPDATE",
-        )
-        .bind(GROUP)
-        .bind(TOPIC)
-        .bind(&partitions)
-        .fetch_all(&mut *tx)
-        .await?;
+        offsets.fence(&mut tx, &partitions).await?;
         match method {
             Method::Unnest => unnest_rows(&mut tx, columns).await?,
             Method::Copy => staged += usize::from(copy_rows(&mut tx, columns, &mut copy_buffer, copy_path).await?),
         }
-        let offsets: Vec<i64> = partitions.iter().map(|_| ((index + 1) * columns.drone_id.len()) as i64).collect();
-        sqlx::query(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-             SELECT $1, $2, p, o FROM UNNEST($3::int[], $4::bigint[]) AS u(p, o)
-             ON CONFLICT (group_id, topic, partition) DO UPDATE
-             SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
-                 updated_at = now()",
-        )
-        .bind(GROUP)
-        .bind(TOPIC)
-        .bind(&partitions)
-        .bind(&offsets)
-        .execute(&mut *tx)
-        .await?;
+        let next_offset = ((index + 1) * columns.drone_id.len()) as i64;
+        let next_offsets: Vec<(i32, i64)> = partitions.iter().map(|partition| (*partition, next_offset)).collect();
+        offsets.advance(&mut tx, &next_offsets).await?;
         tx.commit().await?;
         batch_ms.push(begin.elapsed().as_secs_f64() * 1000.0);
         rows += columns.drone_id.len();
@@ -287,58 +278,23 @@ async fn table_digest(pool: &PgPool) -> anyhow::Result<String> {
         .await?)
 }
 
-/// `rows` packets of `DRONES` drones flying at `HZ`, ending now, in log order (the drones'
-/// packets interleaved), pivoted into batches of `batch` rows; every `retried_every`-th batch
-/// (0: none) ends with a second copy of the previous batch's last packet.
+/// `rows` packets of `DRONES` simulated drones (`sim`) flying at `HZ`, ending now, in log order
+/// (the drones' packets interleaved), pivoted into batches of `batch` rows; every
+/// `retried_every`-th batch (0: none) ends with a second copy of the previous batch's last packet.
 fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Columns> {
     let drones: Vec<uuid::Uuid> = (0..DRONES).map(|_| uuid::Uuid::new_v4()).collect();
+    let mut airframes: Vec<sim::Airframe> = (0..DRONES as u32).map(|index| sim::Airframe::new(index, 600.0)).collect();
     let per_drone = rows.div_ceil(DRONES) as i64;
     let start_us = Utc::now().timestamp_micros() - per_drone * 1_000_000 / HZ - 60_000_000;
+    let dt = 1.0 / HZ as f64;
     let messages: Vec<Message<TelemetryRecord>> = (0..rows)
         .map(|n| {
             let drone = n % DRONES;
             let k = (n / DRONES) as i64;
-            let t = k as f64 / HZ as f64;
+            let airframe = &mut airframes[drone];
+            let sample = airframe.sample((k as f64 * dt) % airframe.cycle_s(), dt);
             let ts_us = start_us + k * 1_000_000 / HZ + drone as i64 * 37;
-            let heading = t / 40.0 + drone as f64;
-            let throttle = 0.45 + 0.2 * (t / 2.5).sin() + 0.05 * (t * 28.0).sin();
-            let mut extra = BTreeMap::new();
-            if n % 10 == 0 {
-                extra.insert(
-                    "flight_mode".to_owned(),
-                    ExtraValue::String(if k % 2 == 0 { "POSCTL" } else { "MISSION" }.to_owned()),
-                );
-                extra.insert("satellites".to_owned(), ExtraValue::Int(12 + (k % 6)));
-                extra.insert("esc_temp_c".to_owned(), ExtraValue::Float(41.5 + (t / 30.0).sin() * 3.0));
-                extra.insert("armed".to_owned(), ExtraValue::Bool(true));
-            }
-            let record = TelemetryRecord {
-                drone_id: drones[drone],
-                ts_us,
-                received_at_us: ts_us + 35_000 + (k % 40) * 1_000,
-                position: Some(Vec3 {
-                    x: 40.0 * heading.cos(),
-                    y: 40.0 * heading.sin(),
-                    z: 30.0 + 2.0 * (t / 4.5).sin(),
-                }),
-                gps: Some(Gps {
-                    lat: 47.397742 + 0.0004 * heading.sin(),
-                    lon: 8.545594 + 0.0006 * heading.cos(),
-                    alt_m: 518.0 + 2.0 * (t / 4.5).sin(),
-                }),
-                velocity: Some(Vec3 { x: -10.0 * heading.sin(), y: 10.0 * heading.cos(), z: 0.2 * (t / 4.5).cos() }),
-                attitude: Some(Attitude {
-                    roll: 5.0 * (t / 1.5).sin(),
-                    pitch: -3.0 + 2.0 * (t / 1.25).cos(),
-                    yaw: (t * 10.0) % 360.0 - 180.0,
-                }),
-                throttle,
-                voltage: Some(25.0 - t * 2e-3 - 0.02 * (4.0 + 40.0 * throttle)),
-                current: Some(4.0 + 40.0 * throttle),
-                mah_drawn: Some(k / 20),
-                rssi: Some(-60 - (k % 25) as i32),
-                extra,
-            };
+            let record = sample.to_record(drones[drone], ts_us, ts_us + 35_000 + (k % 40) * 1_000);
             Message { partition: (drone as i32) % PARTITIONS, offset: n as i64, record, traceparent: None }
         })
         .collect();
@@ -347,22 +303,11 @@ fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Col
         .iter()
         .enumerate()
         .map(|(index, chunk)| {
-            let retried = (retried_every > 0 && index > 0 && index % retried_every == 0)
-                .then(|| chunks[index - 1].last())
-                .flatten();
+            let retried =
+                (retried_every > 0 && index > 0 && index % retried_every == 0).then(|| chunks[index - 1].last()).flatten();
             Columns::from_messages(chunk.iter().chain(retried))
         })
         .collect()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    crate::bench::percentile(&values, 0.5)
-}
-
-fn round(value: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (value * scale).round() / scale
 }
 
 #[cfg(test)]
@@ -377,8 +322,8 @@ mod tests {
         processors::store::encode_copy_binary(&batches[2], &mut buffer);
         assert!(buffer.starts_with(b"PGCOPY\n\xff\r\n\0"));
         assert!(buffer.ends_with(&(-1i16).to_be_bytes()));
-        // Row 20 of the run carries extra JSON, the others do not.
-        assert!(batches[2].extra[0].is_some() && batches[2].extra[1].is_none());
+        // Every simulated packet carries extra JSON.
+        assert!(batches[2].extra.iter().all(Option::is_some));
         let retried = synthetic_batches(25, 10, 2);
         assert_eq!(retried.iter().map(|c| c.drone_id.len()).collect::<Vec<_>>(), vec![10, 10, 6]);
         assert_eq!((retried[2].drone_id[5], retried[2].ts[5]), (retried[1].drone_id[9], retried[1].ts[9]));

@@ -2,20 +2,29 @@
 //! line) through the ingest API in batches, optionally paced at a multiple of recorded speed.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::client::IngestClient;
+use super::client::IngestClient;
 
-pub struct SendOptions<'a> {
-    pub api_key: &'a str,
-    pub file: &'a Path,
-    pub target: &'a str,
-    /// `None`: as fast as the API accepts; `Some(x)`: x times the recorded speed.
+/// `flightline send`.
+#[derive(Debug, clap::Args)]
+pub struct SendOptions {
+    #[arg(long)]
+    pub api_key: String,
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Base URL of the ingest API (default: http://FLIGHTLINE_HTTP_ADDR).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Pace at this multiple of recorded speed (1 = real time); omit to send as fast as accepted.
+    #[arg(long)]
     pub rate_multiplier: Option<f64>,
+    /// Packets per request (1–500).
+    #[arg(long, default_value_t = 500)]
     pub batch: usize,
 }
 
@@ -28,16 +37,16 @@ pub struct SendReport {
     pub packets_per_s: f64,
 }
 
-pub async fn send(options: SendOptions<'_>) -> anyhow::Result<SendReport> {
+pub async fn send(options: &SendOptions, default_target: &str) -> anyhow::Result<SendReport> {
     if let Some(multiplier) = options.rate_multiplier {
         anyhow::ensure!(multiplier > 0.0 && multiplier.is_finite(), "--rate-multiplier must be a positive number");
     }
     anyhow::ensure!((1..=500).contains(&options.batch), "--batch must be between 1 and 500");
-    let lines = read_lines(options.file)?;
+    let lines = read_lines(&options.file)?;
     if lines.is_empty() {
         bail!("{} contains no packets", options.file.display());
     }
-    let client = IngestClient::new(options.target, options.api_key)?;
+    let client = IngestClient::new(options.target.as_deref().unwrap_or(default_target), &options.api_key)?;
     let first_ts = packet_ts_ms(&lines[0]).context("line 1 has no readable ts")?;
     let started = Instant::now();
     let mut last_progress = Instant::now();

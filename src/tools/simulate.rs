@@ -2,7 +2,6 @@
 //! ingest API in real time — take-off, a cruise circuit with gentle manoeuvres, landing, then a
 //! 12 s idle on the ground so each flight closes under the default flight rule.
 
-use std::f64::consts::PI;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,21 +9,31 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::client::IngestClient;
+use super::client::IngestClient;
 
+/// `flightline simulate`.
+#[derive(Debug, clap::Args)]
 pub struct SimulateOptions {
+    #[arg(long, default_value_t = 3)]
     pub drones: u32,
+    #[arg(long, default_value_t = 50)]
     pub hz: u32,
-    /// Flights per drone; `None` flies until interrupted.
+    /// Flights per drone; omit to fly until interrupted.
+    #[arg(long)]
     pub flights: Option<u32>,
+    /// Seconds in the air per flight.
+    #[arg(long = "duration", default_value_t = 60.0)]
     pub duration_s: f64,
-    pub target: String,
-    pub owner_id: Option<Uuid>,
+    /// Base URL of the ingest API (default: http://FLIGHTLINE_HTTP_ADDR).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Attach the simulated drones to this user (email).
+    #[arg(long)]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,25 +44,29 @@ pub struct SimulateReport {
     pub seconds: f64,
 }
 
-/// Seconds on the ground after each landing: longer than the 10 s idle window.
-const IDLE_AFTER_LANDING_S: f64 = 12.0;
 
 pub async fn simulate(
     pool: &PgPool,
-    options: SimulateOptions,
+    options: &SimulateOptions,
+    default_target: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SimulateReport> {
     anyhow::ensure!((1..=1000).contains(&options.hz), "--hz must be between 1 and 1000");
     anyhow::ensure!(options.drones >= 1, "--drones must be at least 1");
     anyhow::ensure!(options.duration_s >= 10.0, "--duration must be at least 10 s");
+    let owner_id = match &options.owner {
+        Some(email) => Some(flightline::user_id_by_email(pool, email).await?),
+        None => None,
+    };
+    let target = options.target.as_deref().unwrap_or(default_target);
     let packets = Arc::new(AtomicU64::new(0));
     let flights = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..options.drones {
-        let (drone_id, key) = sim_drone(pool, index, options.owner_id).await?;
+        let (drone_id, key) = sim_drone(pool, index, owner_id).await?;
         eprintln!("simulate: drone sim-{:02} {drone_id}", index + 1);
-        let client = IngestClient::new(&options.target, &key)?;
+        let client = IngestClient::new(target, &key)?;
         let drone = SimDrone::new(index, options.hz, options.duration_s);
         let (packets, flights, shutdown) = (packets.clone(), flights.clone(), shutdown.clone());
         let max_flights = options.flights;
@@ -99,33 +112,15 @@ async fn sim_drone(pool: &PgPool, index: u32, owner_id: Option<Uuid>) -> anyhow:
     Ok(credentials::create_drone(pool, &name, owner_id).await?)
 }
 
-/// The state of one simulated airframe: a 6S pack and a circuit around its home point.
+/// One simulated drone: its airframe (the `sim` crate) flown in real time through the API.
 struct SimDrone {
     hz: u32,
-    flight_s: f64,
-    home_lat: f64,
-    home_lon: f64,
-    radius_m: f64,
-    cruise_alt_m: f64,
-    capacity_mah: f64,
-    mah: f64,
-    seed: f64,
+    airframe: sim::Airframe,
 }
 
 impl SimDrone {
     fn new(index: u32, hz: u32, flight_s: f64) -> Self {
-        let i = f64::from(index);
-        Self {
-            hz,
-            flight_s,
-            home_lat: 47.3977 + 0.002 * i,
-            home_lon: 8.5456 + 0.003 * (i % 7.0),
-            radius_m: 30.0 + 7.0 * (i % 5.0),
-            cruise_alt_m: 25.0 + 3.0 * (i % 4.0),
-            capacity_mah: 5000.0,
-            mah: 0.0,
-            seed: 1.7 * i + 0.3,
-        }
+        Self { hz, airframe: sim::Airframe::new(index, flight_s) }
     }
 
     async fn fly(
@@ -139,12 +134,13 @@ impl SimDrone {
         let step = Duration::from_secs_f64(1.0 / f64::from(self.hz));
         // Batches of ~100 ms, like a drone's uplink buffer.
         let per_batch = (self.hz / 10).max(1) as usize;
-        let cycle_s = self.flight_s + IDLE_AFTER_LANDING_S;
+        let cycle_s = self.airframe.cycle_s();
         let mut flight = 0u32;
         let (wall_start, instant_start) = (Utc::now().timestamp_micros(), Instant::now());
         let mut cycle_start = instant_start;
         let mut next = instant_start;
         let mut batch = Vec::with_capacity(per_batch);
+        let mut body = Vec::new();
         while !shutdown.is_cancelled() {
             let t = next.duration_since(cycle_start).as_secs_f64();
             if t >= cycle_s {
@@ -154,13 +150,13 @@ impl SimDrone {
                     break;
                 }
                 cycle_start = next;
-                self.mah = self.mah.min(self.capacity_mah * 0.6);
+                self.airframe.recharge();
                 continue;
             }
             // Event time follows the schedule, not the moment of generation, so it is strictly
             // increasing at exactly 1/hz whatever the scheduling jitter.
             let ts_us = wall_start + next.duration_since(instant_start).as_micros() as i64;
-            batch.push(self.packet(ts_us, t, step.as_secs_f64()));
+            batch.push((ts_us, self.airframe.sample(t, step.as_secs_f64())));
             next += step;
             if batch.len() >= per_batch {
                 if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -169,10 +165,10 @@ impl SimDrone {
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
-                let body = serde_json::to_vec(&batch)?;
+                sim::Sample::write_batch(batch.iter().map(|(ts_us, sample)| (*ts_us, sample)), &mut body);
                 // A drone whose requests keep being refused still stops at Ctrl-C.
                 tokio::select! {
-                    delivered = client.post_batch(body) => { delivered?; }
+                    delivered = client.post_batch(body.clone()) => { delivered?; }
                     () = shutdown.cancelled() => break,
                 }
                 packets.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -180,58 +176,5 @@ impl SimDrone {
             }
         }
         Ok(())
-    }
-
-    /// The packet at `t` seconds into the current cycle.
-    fn packet(&mut self, ts_us: i64, t: f64, dt: f64) -> serde_json::Value {
-        let d = self.flight_s;
-        let wobble = 0.03 * (t * 2.3 + self.seed).sin() + 0.015 * (t * 7.1 + 2.0 * self.seed).sin();
-        // Phases: spool-up and climb (4 s), circuit, descent (6 s), then idle on the ground.
-        let (throttle, z, vz, angle, speed) = if t < 4.0 {
-            (0.15 + 0.1 * t, self.cruise_alt_m * t / 4.0, self.cruise_alt_m / 4.0, 0.0, 0.0)
-        } else if t < d - 6.0 {
-            // Whole laps at about 12 m/s, so the descent starts back over the home point.
-            let cruise_s = d - 10.0;
-            let laps = (12.0 * cruise_s / (2.0 * PI * self.radius_m)).round().max(1.0);
-            let omega = 2.0 * PI * laps / cruise_s;
-            (
-                0.48 + wobble,
-                self.cruise_alt_m + 2.0 * (t * 0.4).sin(),
-                0.8 * (t * 0.4).cos(),
-                omega * (t - 4.0),
-                omega * self.radius_m,
-            )
-        } else if t < d {
-            let left = (d - t) / 6.0;
-            (0.36 + wobble, self.cruise_alt_m * left, -self.cruise_alt_m / 6.0, 0.0, 0.0)
-        } else {
-            (0.0, 0.0, 0.0, 0.0, 0.0)
-        };
-        let throttle: f64 = throttle.clamp(0.0, 1.0);
-        let current = if throttle > 0.0 { 1.5 + 70.0 * throttle.powf(1.6) } else { 0.4 };
-        self.mah += current * dt / 3.6;
-        let soc = (1.0 - self.mah / self.capacity_mah).clamp(0.0, 1.0);
-        let voltage = 6.0 * (3.5 + 0.7 * soc) - current * 0.018;
-        // A circle through the home point (0, 0).
-        let (x, y) = (self.radius_m * (angle.cos() - 1.0), self.radius_m * angle.sin());
-        let heading = (angle + PI / 2.0).to_degrees();
-        let (vx, vy) = if speed > 0.0 { (-speed * angle.sin(), speed * angle.cos()) } else { (0.0, 0.0) };
-        let lat = self.home_lat + y / 111_320.0;
-        let lon = self.home_lon + x / (111_320.0 * self.home_lat.to_radians().cos());
-        let yaw = (90.0 - heading).rem_euclid(360.0) - 180.0;
-        let roll = if speed > 0.0 { (speed * speed / self.radius_m / 9.81).atan().to_degrees() } else { 0.0 };
-        json!({
-            "ts": schemas::format_ts(ts_us),
-            "throttle": (throttle * 1e4).round() / 1e4,
-            "voltage": (voltage * 1e3).round() / 1e3,
-            "current": (current * 1e3).round() / 1e3,
-            "mah_drawn": self.mah.round() as i64,
-            "rssi": 80 + ((t * 0.5 + self.seed).sin() * 10.0).round() as i64,
-            "position": [x, y, z],
-            "gps": {"lat": lat, "lon": lon, "alt_m": 488.0 + z},
-            "velocity": [vx, vy, vz],
-            "attitude": [roll + wobble * 20.0, -4.0 * speed / 12.0 + wobble * 10.0, yaw],
-            "extra": {"mode": if t < d { "mission" } else { "landed" }, "sats": 14},
-        })
     }
 }

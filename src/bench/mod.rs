@@ -1,0 +1,91 @@
+//! `flightline bench <what>`: each bench measures one path as users run it and prints one JSON
+//! object of figures (progress on stderr). Every bench takes its flights from the `sim` crate,
+//! the one synthetic-flight generator, and its statistics from [`stats`].
+
+pub mod analytics;
+pub mod e2e;
+pub mod ingest;
+pub mod store;
+
+use tokio_util::sync::CancellationToken;
+
+use flightline::{runtime, Settings};
+
+/// `flightline bench <what>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Drive a simulated fleet against a running ingest API and print one JSON object of figures.
+    Ingest(ingest::IngestBenchOptions),
+    /// Ingest → live latency against a running `flightline all`: Redis channel and SSE stream.
+    E2e(e2e::E2eOptions),
+    /// Time the analytics of one synthetic flight (load, polars, write, tag) in the configured
+    /// database; prints the medians of several runs.
+    Analytics(analytics::AnalyticsBenchOptions),
+    /// The store group's batched write into telemetry_raw, UNNEST vs COPY, in a scratch database;
+    /// prints the medians of several runs.
+    Store(store::StoreBenchOptions),
+}
+
+/// Runs one bench and prints its report on stdout.
+pub async fn run(command: BenchCommand, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let default_target = format!("http://{}", settings.http_addr);
+    let report = match command {
+        BenchCommand::Ingest(options) => {
+            let pool = runtime::connect_postgres(settings, 2).await?;
+            serde_json::to_string(&ingest::bench_ingest(&pool, options, &default_target, shutdown).await?)?
+        }
+        BenchCommand::E2e(options) => {
+            serde_json::to_string(&e2e::bench_e2e(options, &default_target, &settings.redis_url).await?)?
+        }
+        BenchCommand::Analytics(options) => {
+            let pool = runtime::connect_postgres(settings, 2).await?;
+            runtime::migrate(&pool).await?;
+            serde_json::to_string(&analytics::bench_analytics(&pool, options).await?)?
+        }
+        BenchCommand::Store(options) => serde_json::to_string(&store::bench_store(&settings.database_url, options).await?)?,
+    };
+    println!("{report}");
+    Ok(())
+}
+
+/// The statistics every bench reports with.
+pub mod stats {
+    /// The q-quantile of sorted values, linear interpolation between order statistics (0 when
+    /// empty): the convention of numpy and of CONTRACT.md §4.
+    pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let rank = q * (sorted.len() - 1) as f64;
+        let low = rank.floor() as usize;
+        let high = rank.ceil() as usize;
+        sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64)
+    }
+
+    /// The median of unsorted values (0 when empty).
+    pub fn median(mut values: Vec<f64>) -> f64 {
+        values.sort_by(f64::total_cmp);
+        percentile(&values, 0.5)
+    }
+
+    /// Rounded to `decimals` decimals, for printing.
+    pub fn round(value: f64, decimals: i32) -> f64 {
+        let scale = 10f64.powi(decimals);
+        (value * scale).round() / scale
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn percentiles_interpolate() {
+            let values: Vec<f64> = (1..=100).map(f64::from).collect();
+            assert_eq!(percentile(&values, 0.5), 50.5);
+            assert!((percentile(&values, 0.99) - 99.01).abs() < 1e-9);
+            assert_eq!(percentile(&[], 0.5), 0.0);
+            assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+            assert_eq!(round(1.23456, 2), 1.23);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The client-side tools of the `flightline` binary: they talk to a deployment through its
+//! public API, as a drone or a fleet would.
+//!
+//! - [`send`]: a recorded packet file through the ingest API;
+//! - [`simulate`]: a fleet of simulated drones (the `sim` crate's airframes) in real time;
+//! - [`client`]: the HTTP client both use, with the retry rule of CONTRACT.md §2 (429 and 503
+//!   are retried after `Retry-After`, so no packet is lost).
+
+pub mod client;
+pub mod send;
+pub mod simulate;
