@@ -2,6 +2,7 @@
 //! (with an error, or after shutdown) cancels the others, and the caller learns which one ended
 //! and why.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime;
-use crate::settings::Settings;
+use crate::settings::{ConsumerSettings, Settings};
 
 /// Consumer groups a process can run (`flightline process <group>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,16 +33,36 @@ pub async fn all(settings: &Settings, shutdown: CancellationToken) -> anyhow::Re
         let (s, t) = (settings.clone(), shutdown.child_token());
         tasks.spawn(async move { (group_name(group), process(&s, group, t).await) });
     }
-    supervise(tasks, shutdown).await
+    supervise(tasks, shutdown, settings.shutdown_timeout()?).await
 }
 
-/// Waits for every task; the first one to finish cancels the rest. Returns the first error.
+/// Waits for every task; the first one to finish cancels the rest, which then have `deadline`
+/// to drain before they are aborted. Returns the first error.
 async fn supervise(
     mut tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     shutdown: CancellationToken,
+    deadline: Duration,
 ) -> anyhow::Result<()> {
     let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
+    let cut_off = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::pin!(cut_off);
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(joined) => joined,
+                None => break,
+            },
+            () = &mut cut_off => {
+                // Nothing acknowledged is lost: what was not committed is redelivered.
+                tracing::warn!(roles = tasks.len(), ?deadline, "drain deadline passed; aborting the roles still running");
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        };
         let (name, result) = joined.context("a role task panicked")?;
         match result {
             Ok(()) => tracing::info!(role = name, "role stopped"),
@@ -74,7 +95,8 @@ pub struct HttpRoles {
 /// The HTTP server of `flightline ingest`, `flightline query` or both (`all`), with the health
 /// and OpenAPI endpoints every process serves.
 pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = runtime::connect_postgres(settings, 16).await?;
+    let pool_size = if roles.ingest { settings.ingest.pool_size } else { 0 } + if roles.query { settings.query.pool_size } else { 0 };
+    let pool = runtime::connect_postgres(settings, pool_size.max(1)).await?;
     let kafka = runtime::kafka_base(settings);
     let mut app = axum::Router::new();
     let mut publisher = None;
@@ -83,19 +105,20 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         let ingest_publisher = ingest::Publisher::new(
             &kafka,
             &settings.kafka_name(processors::topics::TELEMETRY),
-            Duration::from_millis(settings.ingest_ack_timeout_ms),
+            Duration::from_millis(settings.ingest.ack_timeout_ms),
         )
         .context("creating the Kafka producer")?;
         // The cross-instance `ts` order lives in Redis; a reservation outlives any append.
         let ingest_redis = runtime::connect_redis(settings).await?;
-        let reservation_ttl = Duration::from_millis(settings.ingest_ack_timeout_ms) + Duration::from_secs(5);
+        let reservation_ttl = Duration::from_millis(settings.ingest.ack_timeout_ms) + Duration::from_secs(5);
         let order = ingest::TsOrder::with_redis(ingest_redis.clone(), reservation_ttl);
         let config = ingest::IngestConfig {
-            rate_per_drone_hz: settings.ingest_rate_hz,
-            rate_burst: settings.ingest_rate_burst,
+            rate_per_drone_hz: settings.ingest.rate_hz,
+            rate_burst: settings.ingest.rate_burst,
             ..ingest::IngestConfig::default()
         };
-        let state = ingest::AppState::with_config(pool.clone(), ingest_publisher.clone(), order, config);
+        let state = ingest::AppState::with_config(pool.clone(), ingest_publisher.clone(), order, config)
+            .with_shutdown(shutdown.clone());
         app = app.merge(ingest::router(state));
         redis = Some(ingest_redis);
         publisher = Some(ingest_publisher);
@@ -104,15 +127,16 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         settings.check_jwt_secret()?;
         let client = redis::Client::open(settings.redis_url.as_str()).context("REDIS_URL is not a valid Redis URL")?;
         let query_settings = query::QuerySettings {
-            jwt_secret: settings.jwt_secret.clone(),
-            token_lifetime: Duration::from_secs(settings.jwt_ttl_s),
-            signup_enabled: settings.signup_enabled,
+            jwt_secret: settings.query.jwt_secret.clone(),
+            token_lifetime: Duration::from_secs(settings.query.jwt_ttl_s),
+            signup_enabled: settings.query.signup_enabled,
             flights_topic: settings.kafka_name(processors::topics::FLIGHTS),
             ..query::QuerySettings::default()
         };
         let state = query::QueryState::new(query_settings, pool.clone(), client, &kafka)
             .await
-            .context("starting the query role (is Redis up? try `make stack-up`)")?;
+            .context("starting the query role (is Redis up? try `make stack-up`)")?
+            .with_shutdown(shutdown.clone());
         redis = Some(state.redis.clone());
         app = app.merge(query::router(state));
     }
@@ -129,10 +153,15 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         .with_context(|| format!("cannot listen on {} (FLIGHTLINE_HTTP_ADDR)", settings.http_addr))?;
     tracing::info!(addr = %settings.http_addr, ?roles, "http listening");
     // Client addresses reach the handlers (ingest slows down failed authentications per address).
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("http server")?;
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let deadline = settings.shutdown_timeout()?;
+    tokio::select! {
+        served = server.into_future() => served.context("http server")?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(deadline).await } => {
+            tracing::warn!(?deadline, "http drain deadline passed; closing the connections still open");
+        }
+    }
     if let Some(publisher) = publisher {
         // Every request in flight has been answered; flush anyway so nothing queued is lost.
         tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(10))).await?;
@@ -142,32 +171,31 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
 
 /// `flightline process <group>`.
 pub async fn process(settings: &Settings, group: Group, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let runner = |group_id: String, batch_max: usize, batch_wait_ms: u64| processors::RunnerConfig {
+    let telemetry = settings.kafka_name(processors::topics::TELEMETRY);
+    let runner = |group_id: String, consumer: ConsumerSettings| processors::RunnerConfig {
         group_id,
-        topic: settings.kafka_name(processors::topics::TELEMETRY),
+        topic: telemetry.clone(),
         dlq_topic: settings.kafka_name(processors::topics::DLQ),
-        batch_max,
-        batch_wait: Duration::from_millis(batch_wait_ms),
+        batch_max: consumer.batch_max,
+        batch_wait: Duration::from_millis(consumer.batch_wait_ms),
         kafka: runtime::kafka_base(settings),
     };
     match group {
         Group::Store => {
-            let pool = runtime::connect_postgres(settings, 4).await?;
+            let pool = runtime::connect_postgres(settings, settings.store.pool_size).await?;
             let group_id = settings.kafka_name(processors::store::GROUP_ID);
-            let store =
-                processors::store::Store::new(pool, &group_id, &settings.kafka_name(processors::topics::TELEMETRY))
-                    .await?;
-            let config = runner(group_id, settings.store_batch_max, settings.store_batch_wait_ms);
-            processors::run(config, store, shutdown).await?;
+            let store = processors::store::Store::new(pool, &group_id, &telemetry).await?;
+            processors::run(runner(group_id, settings.store.consumer()), store, shutdown).await?;
         }
         Group::Live => {
             let redis = runtime::connect_redis(settings).await?;
             let live = processors::live::Live::new(redis).await?;
-            // Live is latency-bound: hand over whatever has arrived, without waiting to fill.
-            let config = runner(settings.kafka_name(processors::live::GROUP_ID), 2000, 0);
+            let config = runner(settings.kafka_name(processors::live::GROUP_ID), settings.live);
             processors::run(config, live, shutdown).await?;
         }
         Group::Sessionizer => {
+            let rule = settings.sessionizer.flight_rule()?;
+            // One connection for the snapshots, one for the state loads of a rebalance.
             let pool = runtime::connect_postgres(settings, 2).await?;
             let producer: rdkafka::producer::FutureProducer = runtime::kafka_base(settings)
                 .set("acks", "all")
@@ -175,28 +203,22 @@ pub async fn process(settings: &Settings, group: Group, shutdown: CancellationTo
                 .create()
                 .context("creating the Kafka producer")?;
             let group_id = settings.kafka_name(processors::sessionizer::GROUP_ID);
-            let sessionizer = processors::sessionizer::SessionizerProcessor::new(
-                pool,
-                producer,
-                &group_id,
-                &settings.kafka_name(processors::topics::TELEMETRY),
-                &settings.kafka_name(processors::topics::FLIGHTS),
-                processors::sessionizer::machine::FlightRule::default(),
-            )
-            .await?;
-            let config = runner(group_id, 5000, 20);
-            processors::run(config, sessionizer, shutdown).await?;
+            let topics = processors::sessionizer::Topics {
+                telemetry: telemetry.clone(),
+                flights: settings.kafka_name(processors::topics::FLIGHTS),
+            };
+            let sessionizer =
+                processors::sessionizer::SessionizerProcessor::new(pool, producer, &group_id, topics, rule).await?;
+            processors::run(runner(group_id, settings.sessionizer.consumer()), sessionizer, shutdown).await?;
         }
         Group::Analytics => {
-            let pool = runtime::connect_postgres(settings, 4).await?;
-            let analytics = processors::analytics::Analytics::new(
-                pool,
-                &settings.kafka_name(processors::store::GROUP_ID),
-                &settings.kafka_name(processors::topics::TELEMETRY),
-            );
+            let pool = runtime::connect_postgres(settings, settings.analytics.pool_size).await?;
+            let analytics =
+                processors::analytics::Analytics::new(pool, &settings.kafka_name(processors::store::GROUP_ID), &telemetry);
+            let consumer = ConsumerSettings { batch_max: settings.analytics.batch_max, batch_wait_ms: 0 };
             let config = processors::RunnerConfig {
                 topic: settings.kafka_name(processors::topics::FLIGHTS),
-                ..runner(settings.kafka_name(processors::analytics::GROUP_ID), 100, 0)
+                ..runner(settings.kafka_name(processors::analytics::GROUP_ID), consumer)
             };
             processors::run(config, analytics, shutdown).await?;
         }
