@@ -5,7 +5,7 @@ CARGO ?= cargo
 STACK := deploy/local/stack.sh
 BIN := target/debug/flightline
 
-.PHONY: help setup build run test test-rust test-interop test-browser test-dashboard dashboard stack-up stack-down stack-status migrate
+.PHONY: help setup build run test lint test-rust test-interop test-browser test-dashboard dashboard stack-up stack-down stack-status migrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,11 @@ migrate: build stack-up ## apply database migrations
 run: build stack-up ## stack up, migrate, every role in one process plus a simulated fleet
 	@deploy/local/run.sh
 
-test: setup stack-up test-rust test-interop test-dashboard test-browser ## stack up, then every test against the real services
+test: setup lint stack-up test-rust test-interop test-dashboard test-browser ## lints, stack up, then every test against the real services
+
+lint: setup ## rustfmt and clippy (warnings are errors) over the whole workspace
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The Kafka outage test stops and restarts the shared broker, so it runs alone, after the rest.
 test-rust:
@@ -41,7 +45,8 @@ test-rust:
 test-interop:
 	bash schemas/interop/run.sh
 
-test-dashboard: ## the committed dashboard bundle is what its sources build
+test-dashboard: ## the dashboard type-checks, its helpers pass their tests, the committed bundle is what its sources build
+	bash query/dashboard/test.sh
 	bash query/dashboard/build.sh --check
 
 test-browser: ## the dashboard in headless Chromium against a real deployment

@@ -13,6 +13,8 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 command -v curl >/dev/null || missing+=(curl)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,6 +26,14 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found: install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
 fi
+
+# rustfmt and clippy: `make lint` (part of `make test`).
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    echo "setup: installing the $component component (rustup)"
+    rustup component add "$component"
+  fi
+done
 
 # fastavro: the Avro interop test; numpy + pandas: the independent metrics reference.
 for module in fastavro numpy pandas; do
