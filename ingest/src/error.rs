@@ -33,12 +33,7 @@ pub enum ApiError {
     #[error("telemetry cannot be appended right now; retry after {retry_after_s} s")]
     Unavailable { retry_after_s: u64 },
     #[error("internal error")]
-    Internal(#[source] anyhow_like::BoxError),
-}
-
-/// A boxed source error without pulling anyhow into the library.
-pub mod anyhow_like {
-    pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {

@@ -8,7 +8,6 @@
 //! the key's lifetime are skipped: after downtime the group does not replay stale history into
 //! the live view (it would have expired anyway).
 
-use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
@@ -87,9 +86,5 @@ impl Processor for Live {
 
     async fn on_assign(&mut self, _partitions: &[i32]) -> Result<()> {
         self.load_script().await
-    }
-
-    fn tick_interval(&self) -> Duration {
-        Duration::from_secs(3600)
     }
 }
