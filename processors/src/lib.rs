@@ -16,6 +16,7 @@
 
 pub mod analytics;
 pub mod live;
+pub mod offsets;
 pub mod runner;
 pub mod sessionizer;
 pub mod store;
@@ -51,10 +52,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Whether a failed step should be tried again or stop the role.
+/// What the runner does with a failed step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryHint {
+    /// An outage: try again with backoff, never move past the data.
     Retry,
+    /// The sink refused the content of the batch: isolate the refused messages, dead-letter
+    /// them, apply the rest.
+    DeadLetter,
+    /// Stop the role.
     Fatal,
 }
 
@@ -63,8 +69,31 @@ impl Error {
     /// partition must not move past data it has not written. Everything else stops the role.
     pub fn retry_hint(&self) -> RetryHint {
         match self {
+            Error::Database(sqlx::Error::Database(error)) if refuses_content(error.code().as_deref()) => {
+                RetryHint::DeadLetter
+            }
             Error::Database(_) | Error::Kafka(_) | Error::Redis(_) | Error::NotReady(_) => RetryHint::Retry,
             Error::Fatal(_) => RetryHint::Fatal,
         }
+    }
+}
+
+/// SQLSTATE classes 22 (data exception: a value the column cannot hold, e.g. U+0000 in text) and
+/// 23 (integrity constraint violation) say the statement's data is at fault, not the server:
+/// retrying the same rows can never succeed.
+fn refuses_content(sqlstate: Option<&str>) -> bool {
+    sqlstate.is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn data_exceptions_and_constraint_violations_refuse_content() {
+        assert!(super::refuses_content(Some("22P05"))); // untranslatable character (U+0000 in jsonb)
+        assert!(super::refuses_content(Some("22003"))); // numeric value out of range
+        assert!(super::refuses_content(Some("23502"))); // not-null violation
+        assert!(!super::refuses_content(Some("57P01"))); // admin shutdown: an outage
+        assert!(!super::refuses_content(Some("40001"))); // serialization failure: retry
+        assert!(!super::refuses_content(None));
     }
 }

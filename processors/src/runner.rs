@@ -58,6 +58,22 @@ pub struct Batch<T> {
     pub next_offsets: BTreeMap<i32, i64>,
 }
 
+impl<T> Batch<T> {
+    /// The batch in two halves of its messages, in log order: the first half's offsets resume
+    /// after its own messages, the second keeps the batch's (which also cover messages
+    /// dead-lettered while decoding).
+    fn split(self) -> (Self, Self) {
+        let mut first = self.messages;
+        let second = first.split_off(first.len() / 2);
+        // Messages of a partition are in offset order, so the last one inserted is the newest.
+        let first_offsets = first.iter().map(|m| (m.partition, m.offset + 1)).collect();
+        (
+            Batch { topic: self.topic.clone(), messages: first, next_offsets: first_offsets },
+            Batch { topic: self.topic, messages: second, next_offsets: self.next_offsets },
+        )
+    }
+}
+
 /// A processor: one required method, the rest are hooks with no-op defaults.
 pub trait Processor: Send + 'static {
     type Record: Record;
@@ -244,29 +260,21 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
                 Err(_elapsed) => break,
             }
         }
-        let batch = decode_batch::<P::Record>(&config, &dlq, raw).await?;
+        let batch = decode_batch::<P::Record>(&config, &dlq, &raw).await?;
+        let next_offsets = batch.next_offsets.clone();
         if !batch.messages.is_empty() {
-            // A batch in flight is finished even when shutdown is requested meanwhile: that is
-            // the drain. Only the retry backoff gives way to shutdown.
             let started = std::time::Instant::now();
-            let mut backoff = Backoff::default();
-            while let Err(error) = processor.handle(&batch).await {
-                if let Err(error) = backoff.wait_or_fail(error, &shutdown).await {
-                    if shutdown.is_cancelled() {
-                        // Not handled: offsets stay where they were, the batch comes again.
-                        return Ok(());
-                    }
-                    return Err(error);
-                }
+            let handled = batch.messages.len();
+            if !handle_batch(&config, &dlq, &mut processor, batch, &raw, &shutdown).await? {
+                // Shutdown during a retry: not handled, offsets stay, the batch comes again.
+                return Ok(());
             }
             let group = config.group_id.clone();
-            metrics::counter!("flightline_processor_messages_total", "group" => group.clone())
-                .increment(batch.messages.len() as u64);
-            metrics::histogram!("flightline_processor_batch_seconds", "group" => group)
-                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("flightline_processor_messages_total", "group" => group.clone()).increment(handled as u64);
+            metrics::histogram!("flightline_processor_batch_seconds", "group" => group).record(started.elapsed().as_secs_f64());
         }
         let mut offsets = TopicPartitionList::new();
-        for (partition, next) in &batch.next_offsets {
+        for (partition, next) in &next_offsets {
             offsets.add_partition_offset(&config.topic, *partition, Offset::Offset(*next))?;
         }
         if let Err(error) = consumer.store_offsets(&offsets) {
@@ -282,6 +290,59 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
     consumer.unsubscribe();
     tracing::info!(group = %config.group_id, "processor drained and stopped");
     Ok(())
+}
+
+/// Hands `batch` to the processor until it is applied. An outage is retried with backoff (the
+/// partition must not move past data it has not written). A batch the sink refuses for its
+/// content is split in halves until the refused messages stand alone; those go to the
+/// dead-letter topic and the rest is applied, so one bad message never wedges a partition.
+/// Returns false when shutdown interrupted a retry (nothing of the batch is then acknowledged).
+async fn handle_batch<P: Processor>(
+    config: &RunnerConfig,
+    dlq: &FutureProducer,
+    processor: &mut P,
+    batch: Batch<P::Record>,
+    raw: &[RawMessage],
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    // Parts in log order; a part's offsets cover every message before it, so applying them in
+    // order advances the stored offsets monotonically.
+    let mut parts = std::collections::VecDeque::from([batch]);
+    while let Some(part) = parts.pop_front() {
+        let mut backoff = Backoff::default();
+        loop {
+            // A part in flight is finished even when shutdown is requested meanwhile: that is the
+            // drain. Only the retry backoff gives way to shutdown.
+            let error = match processor.handle(&part).await {
+                Ok(()) => break,
+                Err(error) => error,
+            };
+            if error.retry_hint() == RetryHint::DeadLetter && !part.messages.is_empty() {
+                if part.messages.len() == 1 {
+                    let message = &part.messages[0];
+                    let source = raw
+                        .iter()
+                        .find(|r| r.partition == message.partition && r.offset == message.offset)
+                        .expect("every decoded message has its raw message");
+                    dead_letter(config, dlq, source, DeadLetterKind::Rejected, &error.to_string()).await?;
+                    // Still apply the part's offsets (the processor stores them), without the message.
+                    parts.push_front(Batch { topic: part.topic, messages: Vec::new(), next_offsets: part.next_offsets });
+                } else {
+                    let (first, second) = part.split();
+                    parts.push_front(second);
+                    parts.push_front(first);
+                }
+                break;
+            }
+            if let Err(error) = backoff.wait_or_fail(error, shutdown).await {
+                if shutdown.is_cancelled() {
+                    return Ok(false);
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// A message detached from the consumer's buffer.
@@ -313,11 +374,7 @@ fn owned(message: BorrowedMessage<'_>) -> RawMessage {
 
 /// Decodes a batch; what cannot be decoded goes to the dead-letter topic (acknowledged before the
 /// offset moves past it) and the partition moves on.
-async fn decode_batch<T: Record>(
-    config: &RunnerConfig,
-    dlq: &FutureProducer,
-    raw: Vec<RawMessage>,
-) -> Result<Batch<T>> {
+async fn decode_batch<T: Record>(config: &RunnerConfig, dlq: &FutureProducer, raw: &[RawMessage]) -> Result<Batch<T>> {
     let mut batch =
         Batch { topic: config.topic.clone(), messages: Vec::with_capacity(raw.len()), next_offsets: BTreeMap::new() };
     for message in raw {
@@ -327,28 +384,55 @@ async fn decode_batch<T: Record>(
                 partition: message.partition,
                 offset: message.offset,
                 record,
-                traceparent: message.traceparent,
+                traceparent: message.traceparent.clone(),
             }),
-            Err(error) => dead_letter(config, dlq, &message, &error.to_string()).await?,
+            Err(error) => dead_letter(config, dlq, message, DeadLetterKind::Undecodable, &error.to_string()).await?,
         }
     }
     Ok(batch)
 }
 
-async fn dead_letter(config: &RunnerConfig, dlq: &FutureProducer, message: &RawMessage, reason: &str) -> Result<()> {
-    metrics::counter!("flightline_processor_dead_letters_total", "group" => config.group_id.clone()).increment(1);
+/// Why a message went to the dead-letter topic.
+#[derive(Debug, Clone, Copy)]
+enum DeadLetterKind {
+    /// Its payload is not a message of the topic's schema.
+    Undecodable,
+    /// The processor's sink refused its content (e.g. a value PostgreSQL cannot store).
+    Rejected,
+}
+
+impl DeadLetterKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Undecodable => "undecodable",
+            DeadLetterKind::Rejected => "rejected",
+        }
+    }
+}
+
+async fn dead_letter(
+    config: &RunnerConfig,
+    dlq: &FutureProducer,
+    message: &RawMessage,
+    kind: DeadLetterKind,
+    reason: &str,
+) -> Result<()> {
+    metrics::counter!("flightline_processor_dead_letters_total", "group" => config.group_id.clone(), "kind" => kind.as_str())
+        .increment(1);
     tracing::warn!(
         group = %config.group_id,
         topic = %config.topic,
         partition = message.partition,
         offset = message.offset,
+        kind = kind.as_str(),
         %reason,
-        "undecodable message sent to the dead-letter topic"
+        "message sent to the dead-letter topic"
     );
     let partition = message.partition.to_string();
     let offset = message.offset.to_string();
     let headers = OwnedHeaders::new()
         .insert(Header { key: "error", value: Some(reason) })
+        .insert(Header { key: "error.kind", value: Some(kind.as_str()) })
         .insert(Header { key: "source.topic", value: Some(&config.topic) })
         .insert(Header { key: "source.partition", value: Some(&partition) })
         .insert(Header { key: "source.offset", value: Some(&offset) })
@@ -374,7 +458,7 @@ impl Backoff {
     /// Waits before the next attempt, or gives the error back when it is fatal or shutdown was
     /// requested meanwhile.
     async fn wait_or_fail(&mut self, error: Error, shutdown: &CancellationToken) -> Result<()> {
-        if error.retry_hint() == RetryHint::Fatal {
+        if matches!(error.retry_hint(), RetryHint::Fatal | RetryHint::DeadLetter) {
             return Err(error);
         }
         tracing::warn!(%error, backoff = ?self.0, "processor step failed, retrying");
