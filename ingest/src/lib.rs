@@ -26,6 +26,7 @@ use axum::Router;
 use rand::RngCore;
 use schemas::{FieldError, TelemetryPacket, TelemetryRecord};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use credentials::KeyResolver;
@@ -78,9 +79,17 @@ pub struct AppState {
     pub config: Arc<IngestConfig>,
     pub drone_rate: Arc<Buckets<Uuid>>,
     pub auth_failures: Arc<AuthFailures>,
+    /// Cancelled when the process drains: WebSocket sessions then close after the frame in
+    /// flight is answered, so the server's graceful shutdown is not held open by them.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
+    /// Ends WebSocket sessions when `shutdown` is cancelled.
+    pub fn with_shutdown(self, shutdown: CancellationToken) -> Self {
+        Self { shutdown, ..self }
+    }
+
     /// A single-instance ingest: `ts` order is checked in-process only. Use
     /// [`AppState::with_order`] with [`TsOrder::with_redis`] when several instances may run.
     pub fn new(pool: PgPool, publisher: Publisher) -> Self {
@@ -102,6 +111,7 @@ impl AppState {
             config: Arc::new(config),
             drone_rate: Arc::new(drone_rate),
             auth_failures: Arc::new(auth_failures),
+            shutdown: CancellationToken::new(),
         }
     }
 

@@ -35,6 +35,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 pub use auth::JwtKeys;
 pub use error::{ApiError, Result};
@@ -91,6 +92,9 @@ pub struct QueryState {
     pub fleet_refresh: Duration,
     /// Drone API keys (for `GET /v1/drones/{id}/live`), cached like ingest does.
     pub keys: credentials::KeyResolver,
+    /// Cancelled when the process drains: SSE streams then end, so they do not hold the
+    /// server's graceful shutdown open.
+    pub shutdown: CancellationToken,
 }
 
 impl QueryState {
@@ -116,7 +120,13 @@ impl QueryState {
             signup_enabled: settings.signup_enabled,
             sse_keepalive: settings.sse_keepalive,
             fleet_refresh: settings.fleet_refresh,
+            shutdown: CancellationToken::new(),
         })
+    }
+
+    /// Ends SSE streams when `shutdown` is cancelled.
+    pub fn with_shutdown(self, shutdown: CancellationToken) -> Self {
+        Self { shutdown, ..self }
     }
 }
 

@@ -84,6 +84,7 @@ enum Next {
     Message(Message),
     Closed,
     IdleTimeout,
+    ShuttingDown,
 }
 
 impl Session {
@@ -112,12 +113,18 @@ impl Session {
                     continue;
                 }
                 _ = tokio::time::sleep_until(last_heard + idle_timeout) => Next::IdleTimeout,
+                // Between frames only: a frame being handled is answered first.
+                () = self.state.shutdown.cancelled() => Next::ShuttingDown,
             };
             let message = match next {
                 Next::Message(message) => message,
                 Next::Closed => return,
                 Next::IdleTimeout => {
                     close(&mut socket, GOING_AWAY, "idle timeout").await;
+                    return;
+                }
+                Next::ShuttingDown => {
+                    close(&mut socket, GOING_AWAY, "server shutting down").await;
                     return;
                 }
             };

@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Json;
+use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::AsyncCommands;
@@ -80,7 +81,7 @@ pub async fn latest(
     State(state): State<QueryState>,
     caller: LiveCaller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Response> {
     match caller {
         LiveCaller::Drone(drone_id) if drone_id == id => {}
         LiveCaller::Drone(_) => return Err(ApiError::NotFound("drone")),
@@ -90,9 +91,9 @@ pub async fn latest(
     }
     let mut redis = state.redis.clone();
     let stored: Option<String> = redis.get(live_key(id)).await?;
-    let Some(stored) = stored else { return Ok(Json(serde_json::Value::Null)) };
-    let value = serde_json::from_str(&stored).map_err(ApiError::internal)?;
-    Ok(Json(value))
+    // The live group stored the packet's JSON: serve it as it is, without a parse and re-render.
+    let body = stored.unwrap_or_else(|| "null".to_owned());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// SSE of one drone's live states (event `telemetry`).
@@ -181,7 +182,9 @@ async fn open_stream(
         tracing::trace!(%drone_id, "live event");
         let event = Event::default().event("telemetry").data(payload);
         Some((Ok(event), reader))
-    });
+    })
+    // A draining server ends the stream (EventSource clients reconnect to another instance).
+    .take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.sse_keepalive).text("keepalive")))
 }
 
