@@ -1,6 +1,7 @@
 //! Rough per-item timings of the hot paths of the wire contract.
 //!
-//! `cargo run --release -p schemas --example bench` (single-threaded; one core).
+//! `cargo run --release -p schemas --example bench --features generic` (single-threaded; one
+//! core). The `generic` feature compiles apache-avro's generic codec, the baseline.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -97,9 +98,14 @@ fn main() {
             black_box(generic::decode_telemetry(black_box(bytes)).unwrap());
         }
     });
-    time("TelemetryRecord::to_json", records.len(), || {
+    time("TelemetryRecord::to_json().to_string()", records.len(), || {
         for record in &records {
-            black_box(record.to_json());
+            black_box(record.to_json().to_string());
+        }
+    });
+    time("serde_json::to_string(&record.json_view())", records.len(), || {
+        for record in &records {
+            black_box(serde_json::to_string(&record.json_view()).unwrap());
         }
     });
     time("format_ts", records.len(), || {

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Serialize, Serializer};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::flight::format_ts;
 use crate::packet::TelemetryPacket;
+use crate::values::{Attitude, ExtraValue, Gps, Vec3};
+use crate::view::{ExtraJson, PacketJson};
 
 /// One accepted telemetry packet of one drone: the value of topic `telemetry.v1`.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,75 +42,6 @@ pub struct TelemetryRecord {
     pub extra: BTreeMap<String, ExtraValue>,
 }
 
-/// A 3-vector (position in m, velocity in m/s).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Vec3 {
-    /// East.
-    pub x: f64,
-    /// North.
-    pub y: f64,
-    /// Up.
-    pub z: f64,
-}
-
-/// A WGS-84 position.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gps {
-    /// Degrees, -90 to 90.
-    pub lat: f64,
-    /// Degrees, -180 to 180.
-    pub lon: f64,
-    /// Metres above mean sea level.
-    pub alt_m: f64,
-}
-
-/// Euler angles in degrees.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Attitude {
-    /// Roll, degrees.
-    pub roll: f64,
-    /// Pitch, degrees.
-    pub pitch: f64,
-    /// Yaw, degrees.
-    pub yaw: f64,
-}
-
-/// A value of a packet's `extra` object. JSON integers that fit an `i64` become `Int`, every
-/// other JSON number `Float` (so `12.0` stays a float and `12` an integer end to end).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ExtraValue {
-    /// A JSON string.
-    String(String),
-    /// A JSON integer (Avro `long`).
-    Int(i64),
-    /// Any other JSON number (Avro `double`).
-    Float(f64),
-    /// A JSON boolean.
-    Bool(bool),
-}
-
-impl Serialize for ExtraValue {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            ExtraValue::String(text) => serializer.serialize_str(text),
-            ExtraValue::Int(number) => serializer.serialize_i64(*number),
-            ExtraValue::Float(number) => serializer.serialize_f64(*number),
-            ExtraValue::Bool(flag) => serializer.serialize_bool(*flag),
-        }
-    }
-}
-
-impl From<&ExtraValue> for Value {
-    fn from(value: &ExtraValue) -> Self {
-        match value {
-            ExtraValue::String(text) => Value::String(text.clone()),
-            ExtraValue::Int(number) => Value::from(*number),
-            ExtraValue::Float(number) => Value::from(*number),
-            ExtraValue::Bool(flag) => Value::Bool(*flag),
-        }
-    }
-}
-
 impl TelemetryRecord {
     /// The record ingest appends for a validated packet of `drone_id`, accepted at `received_at_us`.
     pub fn from_packet(drone_id: Uuid, received_at_us: i64, packet: TelemetryPacket) -> Self {
@@ -134,40 +66,27 @@ impl TelemetryRecord {
     /// `drone_id` and `received_at`, with `ts` and `received_at` as `2026-05-01T12:00:00.020000Z`.
     /// Absent optional fields are omitted, as in a packet (and `extra` when empty).
     pub fn to_json(&self) -> Value {
-        let mut object = Map::with_capacity(14);
-        object.insert("drone_id".into(), Value::String(self.drone_id.hyphenated().to_string()));
-        object.insert("ts".into(), Value::String(format_ts(self.ts_us)));
-        object.insert("received_at".into(), Value::String(format_ts(self.received_at_us)));
-        object.insert("throttle".into(), Value::from(self.throttle));
-        if let Some(voltage) = self.voltage {
-            object.insert("voltage".into(), Value::from(voltage));
+        serde_json::to_value(self.json_view()).expect("a packet view has string keys only")
+    }
+
+    /// The view [`TelemetryRecord::to_json`] is built from; serialise it directly to skip the
+    /// intermediate `Value` (same bytes).
+    pub fn json_view(&self) -> PacketJson<'_> {
+        PacketJson {
+            attitude: self.attitude,
+            current: self.current,
+            drone_id: Some(self.drone_id),
+            extra: (!self.extra.is_empty()).then_some(ExtraJson::Values(&self.extra)),
+            gps: self.gps,
+            mah_drawn: self.mah_drawn,
+            position: self.position,
+            received_at_us: Some(self.received_at_us),
+            rssi: self.rssi,
+            throttle: self.throttle,
+            ts_us: self.ts_us,
+            velocity: self.velocity,
+            voltage: self.voltage,
         }
-        if let Some(current) = self.current {
-            object.insert("current".into(), Value::from(current));
-        }
-        if let Some(mah_drawn) = self.mah_drawn {
-            object.insert("mah_drawn".into(), Value::from(mah_drawn));
-        }
-        if let Some(rssi) = self.rssi {
-            object.insert("rssi".into(), Value::from(rssi));
-        }
-        if let Some(position) = self.position {
-            object.insert("position".into(), json!([position.x, position.y, position.z]));
-        }
-        if let Some(gps) = self.gps {
-            object.insert("gps".into(), json!({"lat": gps.lat, "lon": gps.lon, "alt_m": gps.alt_m}));
-        }
-        if let Some(velocity) = self.velocity {
-            object.insert("velocity".into(), json!([velocity.x, velocity.y, velocity.z]));
-        }
-        if let Some(attitude) = self.attitude {
-            object.insert("attitude".into(), json!([attitude.roll, attitude.pitch, attitude.yaw]));
-        }
-        if !self.extra.is_empty() {
-            let extra = self.extra.iter().map(|(key, value)| (key.clone(), Value::from(value))).collect();
-            object.insert("extra".into(), Value::Object(extra));
-        }
-        Value::Object(object)
     }
 }
 
@@ -258,4 +177,66 @@ pub struct RecomputeRequested {
     pub requested_at_us: i64,
     /// Free-text reason, if given.
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::packet::tests::{parse_one, CONTRACT_EXAMPLE, NOW, TS};
+    use crate::{parse_batch, parse_packet_value};
+
+    #[test]
+    fn a_packet_becomes_a_record_and_its_json_form() {
+        let packet = parse_batch(format!("[{CONTRACT_EXAMPLE}]").as_bytes(), NOW).unwrap().remove(0);
+        let drone = Uuid::parse_str("0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f").unwrap();
+        let record = TelemetryRecord::from_packet(drone, TS + 11_415, packet.clone());
+        assert_eq!((record.ts_us, record.received_at_us, record.drone_id), (TS, TS + 11_415, drone));
+        // (Its Avro round trip: avro::tests::a_packet_record_round_trips.)
+        let expected = json!({
+            "drone_id": "0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f",
+            "ts": "2026-05-01T12:00:00.020000Z",
+            "received_at": "2026-05-01T12:00:00.031415Z",
+            "throttle": 0.42,
+            "voltage": 22.8, "current": 31.5, "mah_drawn": 812, "rssi": 87,
+            "position": [12.1, -3.4, 25.0],
+            "gps": {"lat": 47.397742, "lon": 8.545594, "alt_m": 488.1},
+            "velocity": [4.2, 0.1, -0.3],
+            "attitude": [2.5, -8.1, 123.0],
+            "extra": {"mode": "loiter", "sats": 14}
+        });
+        assert_eq!(record.to_json(), expected);
+        // The JSON form minus the server's fields is a valid packet again.
+        let mut again = record.to_json();
+        let object = again.as_object_mut().unwrap();
+        object.remove("drone_id");
+        object.remove("received_at");
+        assert_eq!(parse_packet_value(&again, NOW).unwrap(), packet);
+        let minimal = TelemetryRecord::from_packet(drone, 0, parse_one("").unwrap());
+        let expected = json!({
+            "drone_id": "0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f",
+            "ts": "2026-05-01T12:00:00.020000Z",
+            "received_at": "1970-01-01T00:00:00.000000Z",
+            "throttle": 0.5
+        });
+        assert_eq!(minimal.to_json(), expected);
+    }
+
+    #[test]
+    fn the_json_view_serialises_to_the_bytes_of_the_json_value() {
+        let drone = Uuid::parse_str("0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f").unwrap();
+        let full = parse_batch(format!("[{CONTRACT_EXAMPLE}]").as_bytes(), NOW).unwrap().remove(0);
+        for packet in [full, parse_one("").unwrap()] {
+            let record = TelemetryRecord::from_packet(drone, TS + 11_415, packet);
+            let direct = serde_json::to_string(&record.json_view()).unwrap();
+            assert_eq!(direct, record.to_json().to_string());
+        }
+        let record = TelemetryRecord::from_packet(drone, TS + 11_415, parse_one("").unwrap());
+        assert_eq!(
+            serde_json::to_string(&record.json_view()).unwrap(),
+            r#"{"drone_id":"0b7c3f4e-2d1a-4c5b-9e8f-7a6b5c4d3e2f","received_at":"2026-05-01T12:00:00.031415Z","throttle":0.5,"ts":"2026-05-01T12:00:00.020000Z"}"#
+        );
+    }
 }

@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use schemas::{FlightEvent, RecomputeRequested};
+use schemas::{Attitude, ExtraJson, FlightEvent, Gps, PacketJson, RecomputeRequested, Vec3};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -270,39 +270,34 @@ fn triple(a: Option<f64>, b: Option<f64>, c: Option<f64>) -> Option<[f64; 3]> {
 }
 
 impl RawRow {
-    /// The packet shape of CONTRACT.md §1 (absent fields omitted), `ts` as the contract formats it.
+    /// The packet shape of CONTRACT.md §1 (absent fields omitted), `ts` as the contract formats it:
+    /// [`PacketJson`], the live view's JSON without `drone_id` and `received_at`.
     fn to_point(&self) -> Value {
-        let mut point = Map::with_capacity(11);
-        point.insert("ts".into(), Value::String(format_time(self.ts)));
-        point.insert("throttle".into(), json!(self.throttle));
-        if let Some(voltage) = self.voltage {
-            point.insert("voltage".into(), json!(voltage));
-        }
-        if let Some(current) = self.current {
-            point.insert("current".into(), json!(current));
-        }
-        if let Some(mah_drawn) = self.mah_drawn {
-            point.insert("mah_drawn".into(), json!(mah_drawn));
-        }
-        if let Some(rssi) = self.rssi {
-            point.insert("rssi".into(), json!(rssi));
-        }
-        if let Some(position) = triple(self.x, self.y, self.z) {
-            point.insert("position".into(), json!(position));
-        }
-        if let (Some(lat), Some(lon), Some(alt_m)) = (self.lat, self.lon, self.alt_m) {
-            point.insert("gps".into(), json!({"lat": lat, "lon": lon, "alt_m": alt_m}));
-        }
-        if let Some(velocity) = triple(self.vx, self.vy, self.vz) {
-            point.insert("velocity".into(), json!(velocity));
-        }
-        if let Some(attitude) = triple(self.roll, self.pitch, self.yaw) {
-            point.insert("attitude".into(), json!(attitude));
-        }
-        if let Some(extra) = self.extra.as_ref().filter(|extra| extra.as_object().is_some_and(|o| !o.is_empty())) {
-            point.insert("extra".into(), extra.clone());
-        }
-        Value::Object(point)
+        let gps = match (self.lat, self.lon, self.alt_m) {
+            (Some(lat), Some(lon), Some(alt_m)) => Some(Gps { lat, lon, alt_m }),
+            _ => None,
+        };
+        let point = PacketJson {
+            attitude: triple(self.roll, self.pitch, self.yaw).map(|[roll, pitch, yaw]| Attitude { roll, pitch, yaw }),
+            current: self.current,
+            drone_id: None,
+            extra: self
+                .extra
+                .as_ref()
+                .and_then(Value::as_object)
+                .filter(|extra| !extra.is_empty())
+                .map(ExtraJson::Stored),
+            gps,
+            mah_drawn: self.mah_drawn,
+            position: triple(self.x, self.y, self.z).map(|[x, y, z]| Vec3 { x, y, z }),
+            received_at_us: None,
+            rssi: self.rssi,
+            throttle: self.throttle,
+            ts_us: self.ts.timestamp_micros(),
+            velocity: triple(self.vx, self.vy, self.vz).map(|[x, y, z]| Vec3 { x, y, z }),
+            voltage: self.voltage,
+        };
+        serde_json::to_value(point).expect("a packet view has string keys only")
     }
 
     fn write_csv(&self, out: &mut String) {
