@@ -64,7 +64,7 @@ impl Processor for Live {
                 .arg(&key)
                 .arg(format!("{key}:ts"))
                 .arg(record.ts_us)
-                .arg(record.to_json().to_string())
+                .arg(serde_json::to_string(&record.json_view()).expect("a packet view serialises"))
                 .arg(LIVE_TTL_S)
                 .arg(schemas::live_channel(record.drone_id))
                 .ignore();

@@ -250,22 +250,8 @@ pub fn encode_copy_binary(c: &Columns, out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
 }
 
-/// `extra` as JSON text, with its values' JSON types; `None` when the packet had none.
+/// `extra` as JSON text, with its values' JSON types (the same object the packet view writes);
+/// `None` when the packet had none.
 fn extra_json(extra: &BTreeMap<String, ExtraValue>) -> Option<String> {
-    if extra.is_empty() {
-        return None;
-    }
-    let object: serde_json::Map<String, serde_json::Value> = extra
-        .iter()
-        .map(|(key, value)| {
-            let json = match value {
-                ExtraValue::String(s) => serde_json::Value::from(s.as_str()),
-                ExtraValue::Int(i) => serde_json::Value::from(*i),
-                ExtraValue::Float(f) => serde_json::Value::from(*f),
-                ExtraValue::Bool(b) => serde_json::Value::from(*b),
-            };
-            (key.clone(), json)
-        })
-        .collect();
-    Some(serde_json::Value::Object(object).to_string())
+    (!extra.is_empty()).then(|| serde_json::to_string(extra).expect("extra values serialise"))
 }
