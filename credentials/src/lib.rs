@@ -78,11 +78,14 @@ pub async fn rotate(pool: &PgPool, drone_id: Uuid) -> sqlx::Result<Option<String
 /// for the database (their entries, created together, would otherwise expire together and
 /// queue on the pool). A rotated key therefore keeps working about `ttl`, at most
 /// `ttl + min(ttl, 4 s)` (9 s with the 5 s ingest uses: within the contract's 10 s).
+/// A cached lookup: the drone of a key digest (`None`: no such key) and when it was looked up.
+type Answer = (Option<Uuid>, Instant);
+
 #[derive(Clone)]
 pub struct KeyResolver {
     pool: PgPool,
     ttl: Duration,
-    cache: Arc<RwLock<HashMap<Vec<u8>, (Option<Uuid>, Instant)>>>,
+    cache: Arc<RwLock<HashMap<Vec<u8>, Answer>>>,
     /// Digests with a background refresh in flight.
     refreshing: Arc<std::sync::Mutex<std::collections::HashSet<Vec<u8>>>>,
 }

@@ -18,12 +18,18 @@
 //!
 //! Two instances racing for one drone therefore never both accept overlapping batches: only the
 //! holder of the reservation appends, and the next batch is judged against the committed `ts`.
-//! Without Redis (tests of a single instance) only the in-process check runs. When Redis does
-//! not answer, ingest refuses with 503: it cannot prove the order, and the drone will retry.
+//! Without Redis (tests of a single instance) only the in-process check runs.
+//!
+//! When Redis does not answer, ingest keeps accepting on the in-process order alone rather than
+//! refusing every drone: a drone talks to one instance at a time in practice, and should two
+//! instances accept overlapping batches meanwhile, every consumer dedupes on `(drone_id, ts)`.
+//! For [`DEGRADED_FOR`] after a failure Redis is not asked at all (a stopped or paused Redis must
+//! not add its timeout to every request); each batch accepted so—and each failed call—is counted in
+//! `flightline_ingest_order_degraded_total`. The next call after that pause tries Redis again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::OwnedMutexGuard;
@@ -64,15 +70,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 ";
 
-/// How long one Redis call may take before the batch is refused with 503.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one Redis call may take before it counts as failed.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// After a failed Redis call, how long batches are ordered in-process only before Redis is
+/// tried again.
+pub const DEGRADED_FOR: Duration = Duration::from_secs(1);
 
 /// The per-drone order of one ingest instance, optionally shared with others through Redis.
 #[derive(Clone)]
 pub struct TsOrder {
-    local: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<i64>>>>>>,
+    local: Arc<Mutex<HashMap<Uuid, DroneTurn>>>,
     shared: Option<Shared>,
 }
+
+/// Serialises one drone's batches on this instance; holds the newest `ts` it saw acknowledged.
+type DroneTurn = Arc<tokio::sync::Mutex<Option<i64>>>;
 
 #[derive(Clone)]
 struct Shared {
@@ -83,6 +96,22 @@ struct Shared {
     reserve: Arc<redis::Script>,
     commit: Arc<redis::Script>,
     release: Arc<redis::Script>,
+    /// Until when Redis is skipped after a failure.
+    degraded_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Shared {
+    fn degraded(&self) -> bool {
+        self.degraded_until.lock().expect("degraded lock").is_some_and(|until| Instant::now() < until)
+    }
+
+    fn failed(&self, error: &OrderError, drone_id: Uuid) {
+        let mut until = self.degraded_until.lock().expect("degraded lock");
+        if until.is_none_or(|until| Instant::now() >= until) {
+            tracing::warn!(%error, %drone_id, pause = ?DEGRADED_FOR, "redis unreachable: ordering ts in-process only");
+        }
+        *until = Some(Instant::now() + DEGRADED_FOR);
+    }
 }
 
 /// The right to append one batch of one drone; end it with [`Turn::commit`] or [`Turn::abort`].
@@ -117,6 +146,7 @@ impl TsOrder {
             reserve: Arc::new(redis::Script::new(RESERVE)),
             commit: Arc::new(redis::Script::new(COMMIT)),
             release: Arc::new(redis::Script::new(RELEASE)),
+            degraded_until: Arc::default(),
         };
         Self { local: Arc::default(), shared: Some(shared) }
     }
@@ -131,19 +161,30 @@ impl TsOrder {
                 return Err(OrderError::Stale { last_us });
             }
         }
-        if let Some(shared) = &self.shared {
-            let mut redis = shared.redis.clone();
-            let mut call = shared.reserve.prepare_invoke();
-            call.key(last_ts_key(drone_id))
-                .key(reservation_key(drone_id))
-                .arg(&*shared.instance)
-                .arg(first_ts_us)
-                .arg(shared.reservation_ttl.as_millis() as u64);
-            let (outcome, committed): (i64, i64) = timed(call.invoke_async(&mut redis)).await?;
-            match outcome {
-                0 => {}
-                1 => return Err(OrderError::Stale { last_us: committed }),
-                _ => return Err(OrderError::Busy),
+        let Some(shared) = &self.shared else {
+            return Ok(Turn { drone_id, local, shared: None });
+        };
+        if shared.degraded() {
+            metrics::counter!("flightline_ingest_order_degraded_total").increment(1);
+            return Ok(Turn { drone_id, local, shared: None });
+        }
+        let mut redis = shared.redis.clone();
+        let mut call = shared.reserve.prepare_invoke();
+        call.key(last_ts_key(drone_id))
+            .key(reservation_key(drone_id))
+            .arg(&*shared.instance)
+            .arg(first_ts_us)
+            .arg(shared.reservation_ttl.as_millis() as u64);
+        match timed::<(i64, i64)>(call.invoke_async(&mut redis)).await {
+            Ok((0, _)) => {}
+            Ok((1, committed)) => return Err(OrderError::Stale { last_us: committed }),
+            Ok(_) => return Err(OrderError::Busy),
+            Err(error) => {
+                shared.failed(&error, drone_id);
+                metrics::counter!("flightline_ingest_order_degraded_total").increment(1);
+                // The in-process check above passed: accept on it alone, and do not commit to a
+                // Redis that did not take the reservation.
+                return Ok(Turn { drone_id, local, shared: None });
             }
         }
         Ok(Turn { drone_id, local, shared: self.shared.clone() })
@@ -164,7 +205,7 @@ impl Turn {
                 .arg(&*shared.instance)
                 .arg(last_ts_us);
             if let Err(error) = timed::<i64>(call.invoke_async(&mut redis)).await {
-                tracing::warn!(%error, drone_id = %self.drone_id, "committing the newest ts failed");
+                shared.failed(&error, self.drone_id);
             }
         }
     }
@@ -176,7 +217,7 @@ impl Turn {
             let mut call = shared.release.prepare_invoke();
             call.key(reservation_key(self.drone_id)).arg(&*shared.instance);
             if let Err(error) = timed::<i64>(call.invoke_async(&mut redis)).await {
-                tracing::warn!(%error, drone_id = %self.drone_id, "releasing the reservation failed");
+                shared.failed(&error, self.drone_id);
             }
         }
     }
