@@ -130,6 +130,8 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
             jwt_secret: settings.query.jwt_secret.clone(),
             token_lifetime: Duration::from_secs(settings.query.jwt_ttl_s),
             signup_enabled: settings.query.signup_enabled,
+            login_failure_burst: settings.query.login_failure_burst,
+            login_failures_per_s: settings.query.login_failures_per_s,
             flights_topic: settings.kafka_name(processors::topics::FLIGHTS),
             ..query::QuerySettings::default()
         };

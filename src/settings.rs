@@ -31,6 +31,8 @@ const ENV: &[(&str, &str)] = &[
     ("FLIGHTLINE_JWT_TTL_S", "query.jwt_ttl_s"),
     ("FLIGHTLINE_SIGNUP_ENABLED", "query.signup_enabled"),
     ("FLIGHTLINE_QUERY_POOL_SIZE", "query.pool_size"),
+    ("FLIGHTLINE_LOGIN_FAILURE_BURST", "query.login_failure_burst"),
+    ("FLIGHTLINE_LOGIN_FAILURES_PER_S", "query.login_failures_per_s"),
     ("FLIGHTLINE_STORE_BATCH_MAX", "store.batch_max"),
     ("FLIGHTLINE_STORE_BATCH_WAIT_MS", "store.batch_wait_ms"),
     ("FLIGHTLINE_STORE_POOL_SIZE", "store.pool_size"),
@@ -100,6 +102,10 @@ pub struct QuerySettings {
     pub signup_enabled: bool,
     /// PostgreSQL connections of the HTTP server (shared with ingest in one process).
     pub pool_size: u32,
+    /// Failed logins one client address may make at once before `POST /v1/auth/token` answers 429.
+    pub login_failure_burst: u32,
+    /// Failed logins per second an address regains after that.
+    pub login_failures_per_s: f64,
 }
 
 /// How a consumer group batches: at most `batch_max` messages, filled for `batch_wait_ms`
@@ -177,7 +183,14 @@ impl Default for IngestSettings {
 
 impl Default for QuerySettings {
     fn default() -> Self {
-        Self { jwt_secret: DEV_JWT_SECRET.into(), jwt_ttl_s: 3600, signup_enabled: true, pool_size: 16 }
+        Self {
+            jwt_secret: DEV_JWT_SECRET.into(),
+            jwt_ttl_s: 3600,
+            signup_enabled: true,
+            pool_size: 16,
+            login_failure_burst: 10,
+            login_failures_per_s: 0.1,
+        }
     }
 }
 

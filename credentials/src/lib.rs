@@ -1,11 +1,14 @@
-//! Drone identity, shared by the ingest role (which resolves a request's key to its drone) and the
-//! query role (which creates drones and rotates their keys), so neither links the other.
+//! Identity and authentication, shared by the ingest role (which resolves a request's key to its
+//! drone) and the query role (which creates drones, rotates their keys and logs users in), so
+//! neither links the other. [`limits`] holds the token buckets both use to slow down guessing.
 //!
 //! Drone API keys: generated once and shown once, stored as a lookup prefix plus a SHA-256 hash.
 //!
 //! Keys are 32 random bytes, so a fast hash is the right tool (a slow password hash protects
 //! guessable secrets; these are not). The prefix finds the row; the hash is compared in
 //! constant time.
+
+pub mod limits;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

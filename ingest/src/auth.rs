@@ -1,7 +1,7 @@
 //! `X-API-Key` → drone, with a budget of failed attempts per client address.
 //!
 //! Every failed authentication (missing, unknown or revoked key) takes a token from the client
-//! address's bucket ([`crate::limits::AuthFailures`]). While that bucket is empty, the address
+//! address's bucket ([`credentials::limits::AuthFailures`]). While that bucket is empty, the address
 //! gets 429 + `Retry-After` for any key that is not already known good from the resolver's
 //! cache, without a database lookup: guessing is slowed down and cannot load the database, while
 //! a drone with a valid key keeps working even behind the same address (a shared NAT). Keys are
@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::limits::retry_after_secs;
+use credentials::limits::retry_after_secs;
 use crate::AppState;
 
 pub async fn authenticate(state: &AppState, api_key: Option<&str>, client: Option<IpAddr>) -> Result<Uuid, ApiError> {

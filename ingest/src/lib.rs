@@ -10,7 +10,6 @@
 
 pub mod auth;
 pub mod error;
-pub mod limits;
 mod openapi;
 pub mod order;
 pub mod publish;
@@ -35,7 +34,7 @@ pub use order::TsOrder;
 pub use publish::Publisher;
 
 use error::ApiError;
-use limits::{AuthFailures, Buckets};
+use credentials::limits::{AuthFailures, Buckets};
 use order::OrderError;
 
 /// Tunables of the ingest role (the binary fills them from its settings).
@@ -141,7 +140,7 @@ impl AppState {
         };
         let (first_ts_us, last_ts_us) = (first.ts_us(), last.ts_us());
         if let Err(wait) = self.drone_rate.take(drone_id, packets.len() as f64) {
-            return Err(ApiError::RateLimited { retry_after_s: limits::retry_after_secs(wait) });
+            return Err(ApiError::RateLimited { retry_after_s: credentials::limits::retry_after_secs(wait) });
         }
         let started = std::time::Instant::now();
         let turn = self.order.begin(drone_id, first_ts_us).await.map_err(|error| match error {

@@ -38,6 +38,9 @@ pub enum ApiError {
     EmailTaken,
     #[error("signup is disabled on this deployment")]
     SignupDisabled,
+    /// Too many failed logins from this address.
+    #[error("too many failed logins from this address; retry after {retry_after_s} s")]
+    TooManyLogins { retry_after_s: u64 },
     #[error("{what} cannot be done right now; retry after {retry_after_s} s")]
     Unavailable { what: &'static str, retry_after_s: u64 },
     #[error("internal error")]
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             ApiError::SignupDisabled => (StatusCode::FORBIDDEN, "signup_disabled"),
+            ApiError::TooManyLogins { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -91,7 +95,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Unavailable { retry_after_s, .. } => {
+            ApiError::Unavailable { retry_after_s, .. } | ApiError::TooManyLogins { retry_after_s } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
             ApiError::Unauthorized => {

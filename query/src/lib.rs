@@ -27,6 +27,7 @@ pub mod extract;
 pub mod openapi;
 pub mod routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::{get, post};
@@ -58,6 +59,10 @@ pub struct QuerySettings {
     pub sse_keepalive: Duration,
     /// How often `GET /v1/live/stream` looks for drones created after it started (10 s).
     pub fleet_refresh: Duration,
+    /// Failed logins one client address may make at once (10) …
+    pub login_failure_burst: u32,
+    /// … and how many more per second after that (one every 10 s).
+    pub login_failures_per_s: f64,
 }
 
 impl Default for QuerySettings {
@@ -69,6 +74,8 @@ impl Default for QuerySettings {
             flights_topic: "flights.v1".to_owned(),
             kafka_ack_timeout: Duration::from_secs(5),
             sse_keepalive: Duration::from_secs(15),
+            login_failure_burst: 10,
+            login_failures_per_s: 0.1,
             fleet_refresh: Duration::from_secs(10),
         }
     }
@@ -92,6 +99,9 @@ pub struct QueryState {
     pub fleet_refresh: Duration,
     /// Drone API keys (for `GET /v1/drones/{id}/live`), cached like ingest does.
     pub keys: credentials::KeyResolver,
+    /// Per client address: failed logins it may still make before `POST /v1/auth/token` answers
+    /// 429 (password guessing).
+    pub login_failures: Arc<credentials::limits::AuthFailures>,
     /// Cancelled when the process drains: SSE streams then end, so they do not hold the
     /// server's graceful shutdown open.
     pub shutdown: CancellationToken,
@@ -120,6 +130,11 @@ impl QueryState {
             signup_enabled: settings.signup_enabled,
             sse_keepalive: settings.sse_keepalive,
             fleet_refresh: settings.fleet_refresh,
+            login_failures: Arc::new(credentials::limits::Buckets::new(
+                settings.login_failures_per_s.max(0.001),
+                f64::from(settings.login_failure_burst.max(1)),
+                100_000,
+            )),
             shutdown: CancellationToken::new(),
         })
     }

@@ -1,7 +1,9 @@
 //! `POST /v1/auth/signup` and `POST /v1/auth/token`.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -115,12 +117,31 @@ pub async fn signup(
         (status = 200, description = "access token", body = TokenResponse),
         (status = 400, description = "malformed body", body = ErrorBody),
         (status = 401, description = "unknown email or wrong password (one answer for both)", body = ErrorBody),
+        (status = 429, description = "too many failed logins from this address (password guessing); see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn token(
     State(state): State<QueryState>,
+    extensions: Extensions,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<TokenResponse>> {
+    // While an address's budget of failed logins is spent, every login from it is refused before
+    // the password is checked: a right guess must not be told apart from a wrong one.
+    let client = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    if let Some(wait) = client.and_then(|ip| state.login_failures.empty_for(ip)) {
+        return Err(ApiError::TooManyLogins { retry_after_s: credentials::limits::retry_after_secs(wait) });
+    }
+    let login = check_login(&state, body).await;
+    if let (Err(ApiError::InvalidLogin), Some(ip)) = (&login, client) {
+        state.login_failures.charge(ip);
+    }
+    let user_id = login?;
+    let access_token = state.jwt.issue(user_id)?;
+    Ok(Json(TokenResponse { access_token, token_type: "bearer", expires_in: state.jwt.lifetime().as_secs() }))
+}
+
+/// The user whose email and password these are.
+async fn check_login(state: &QueryState, body: Credentials) -> Result<Uuid> {
     let row: Option<(Uuid, String)> =
         sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
             .bind(&body.email)
@@ -135,11 +156,7 @@ pub async fn token(
         return Err(ApiError::InvalidLogin);
     }
     let matches = verify_password(password, stored).await?;
-    let Some(user_id) = user_id.filter(|_| matches) else {
-        return Err(ApiError::InvalidLogin);
-    };
-    let access_token = state.jwt.issue(user_id)?;
-    Ok(Json(TokenResponse { access_token, token_type: "bearer", expires_in: state.jwt.lifetime().as_secs() }))
+    user_id.filter(|_| matches).ok_or(ApiError::InvalidLogin)
 }
 
 #[cfg(test)]

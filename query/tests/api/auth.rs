@@ -96,6 +96,25 @@ async fn login_fails_alike_for_unknown_email_and_wrong_password() {
     app.cleanup().await;
 }
 
+#[tokio::test]
+async fn password_guessing_from_one_address_gets_429_even_for_the_right_password() {
+    let mut options = Options::default();
+    options.settings.login_failure_burst = 3;
+    options.settings.login_failures_per_s = 0.01;
+    let app = spawn_app_with(options).await;
+    let user = app.user().await;
+    for _ in 0..3 {
+        assert_eq!(app.login(&user.email, "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    for password in ["another-guess", "password123"] {
+        let response = app.login(&user.email, password).await;
+        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry_after >= 1, "{retry_after}");
+        assert_eq!(assert_error(response, StatusCode::TOO_MANY_REQUESTS).await, "rate_limited");
+    }
+    app.cleanup().await;
+}
+
 fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();

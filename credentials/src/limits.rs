@@ -1,5 +1,6 @@
-//! Token buckets: the per-drone packet rate limit, and the per-address budget of failed
-//! authentications that slows down key guessing without touching clients that have a good key.
+//! Token buckets: ingest's per-drone packet rate limit, and the per-address budgets of failed
+//! authentications (drone keys at ingest, passwords at `POST /v1/auth/token`) that slow down
+//! guessing without touching clients whose credentials are good.
 
 use std::collections::HashMap;
 use std::hash::Hash;
