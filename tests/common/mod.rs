@@ -1,71 +1,62 @@
-//! Test harness: a real ingest server and real processors against the real local stack, isolated
-//! per test by a fresh database, fresh topics and fresh consumer groups (random names).
+//! What only the end-to-end suites need, built on `testkit`: a real ingest server and real
+//! processors of this test (its own database, topics and consumer groups), and a whole
+//! `flightline all` deployment.
 #![allow(dead_code)]
 
+use std::ops::Deref;
 use std::time::Duration;
 
-use flightline::{runtime, Settings};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use testkit::{Api, TestDb, Topics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const PARTITIONS: i32 = 3;
 
+/// An ingest server on this test's database and topics; the [`Api`] it serves is a deref away.
 pub struct TestApp {
-    /// Base URL of the ingest API, e.g. `http://127.0.0.1:41234`.
-    pub url: String,
+    api: Api,
     pub pool: PgPool,
-    pub db_name: String,
     pub topic: String,
     pub dlq_topic: String,
     pub kafka: ClientConfig,
-    pub http: reqwest::Client,
+    db: TestDb,
+    topics: Topics,
     shutdown: CancellationToken,
 }
 
-/// A running processor in a test; `abort` simulates a crash, `stop` a graceful shutdown.
+impl Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A running processor in a test, on database connections of its own (as its own process would
+/// have); `abort` simulates a crash, `stop` a graceful shutdown.
 pub struct RunningProcessor {
     pub handle: JoinHandle<processors::Result<()>>,
     pub shutdown: CancellationToken,
+    pool: PgPool,
 }
 
 impl RunningProcessor {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.handle.await.expect("processor task").expect("processor ended cleanly");
+        self.pool.close().await;
     }
 
+    /// Kills the task wherever it is, and with it its connections (the server rolls back what
+    /// they had open), as a crash of its process would.
     pub async fn abort(self) {
         self.handle.abort();
         let _ = self.handle.await;
+        self.pool.close().await;
     }
-}
-
-/// A fresh, migrated database: `(pool, name, url)`.
-pub async fn fresh_database(settings: &Settings) -> (PgPool, String, String) {
-    let db_name = format!("fltest_{}", Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&settings.database_url)
-        .await
-        .expect("PostgreSQL of the local stack must be up (make stack-up)");
-    sqlx::query(&format!(r#"CREATE DATABASE "{db_name}""#)).execute(&admin).await.expect("create test database");
-    admin.close().await;
-    let db_url = replace_db_name(&settings.database_url, &db_name);
-    let pool = PgPoolOptions::new().max_connections(8).connect(&db_url).await.expect("connect test database");
-    runtime::migrate(&pool).await.expect("migrations");
-    (pool, db_name, db_url)
-}
-
-/// Drops a test database.
-pub async fn drop_database(settings: &Settings, db_name: &str) {
-    let admin = PgPoolOptions::new().max_connections(1).connect(&settings.database_url).await.expect("admin");
-    let _ = sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&admin).await;
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -77,6 +68,8 @@ pub async fn spawn_app() -> TestApp {
 pub struct IngestOptions {
     /// Keep `ts` order in the local Redis (as production does) rather than in-process only.
     pub redis: bool,
+    /// Another Redis than the local stack's for that (a test that stops it).
+    pub redis_url: Option<String>,
     pub config: ingest::IngestConfig,
     /// How long the producer waits for Kafka before the request gets 503.
     pub ack_timeout: Duration,
@@ -84,7 +77,7 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { redis: false, config: ingest::IngestConfig::default(), ack_timeout: Duration::from_secs(5) }
+        Self { redis: false, redis_url: None, config: ingest::IngestConfig::default(), ack_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -97,9 +90,14 @@ pub async fn serve_ingest(
 ) -> (String, CancellationToken) {
     let publisher = ingest::Publisher::new(kafka, topic, options.ack_timeout).expect("producer");
     let order = if options.redis {
-        let settings = Settings::load().expect("settings");
-        let redis =
-            runtime::connect_redis(&settings).await.expect("Redis of the local stack must be up (make stack-up)");
+        let client = match &options.redis_url {
+            Some(url) => redis::Client::open(url.as_str()).expect("redis url"),
+            None => testkit::env::redis_client(),
+        };
+        let redis = client
+            .get_connection_manager()
+            .await
+            .expect("Redis of the local stack must be up (deploy/local/stack.sh up)");
         ingest::TsOrder::with_redis(redis, options.ack_timeout + Duration::from_secs(5))
     } else {
         ingest::TsOrder::local_only()
@@ -120,16 +118,12 @@ pub async fn serve_ingest(
 }
 
 pub async fn spawn_app_with(options: IngestOptions) -> TestApp {
-    let settings = Settings::load().expect("settings");
-    let suffix = Uuid::new_v4().simple().to_string();
-    let (pool, db_name, _) = fresh_database(&settings).await;
-    let kafka = runtime::kafka_base(&settings);
-    let topic = format!("fltest.telemetry.{suffix}");
-    let dlq_topic = format!("fltest.dlq.{suffix}");
-    create_topics(&kafka, &[&topic, &dlq_topic]).await;
-
-    let (url, shutdown) = serve_ingest(&pool, &kafka, &topic, &options).await;
-    TestApp { url, pool, db_name, topic, dlq_topic, kafka, http: reqwest::Client::new(), shutdown }
+    let db = TestDb::new().await;
+    let mut topics = Topics::new();
+    topics.create(&["telemetry.v1", "telemetry.dlq"], PARTITIONS).await;
+    let (topic, dlq_topic, kafka) = (topics.name("telemetry.v1"), topics.name("telemetry.dlq"), topics.kafka.clone());
+    let (url, shutdown) = serve_ingest(&db.pool, &kafka, &topic, &options).await;
+    TestApp { api: Api::new(url), pool: db.pool.clone(), topic, dlq_topic, kafka, db, topics, shutdown }
 }
 
 impl TestApp {
@@ -137,19 +131,10 @@ impl TestApp {
         credentials::create_drone(&self.pool, name, None).await.expect("create drone")
     }
 
-    pub async fn post_telemetry(&self, api_key: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/telemetry", self.url))
-            .header("x-api-key", api_key)
-            .json(body)
-            .send()
-            .await
-            .expect("POST /v1/telemetry")
-    }
-
     /// Starts the store group on this test's topic with its own consumer group id.
     pub async fn start_store(&self, group_id: &str, batch_max: usize) -> RunningProcessor {
-        let store = processors::store::Store::new(self.pool.clone(), group_id, &self.topic).await.expect("store");
+        let pool = self.db.connect().await;
+        let store = processors::store::Store::new(pool.clone(), group_id, &self.topic).await.expect("store");
         let config = processors::RunnerConfig {
             group_id: group_id.to_owned(),
             topic: self.topic.clone(),
@@ -160,7 +145,7 @@ impl TestApp {
         };
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(processors::run(config, store, shutdown.clone()));
-        RunningProcessor { handle, shutdown }
+        RunningProcessor { handle, shutdown, pool }
     }
 
     pub async fn row_count(&self) -> i64 {
@@ -183,96 +168,66 @@ impl TestApp {
 
     /// The end offset of every partition of `topic`.
     pub fn end_offsets(&self, topic: &str) -> Vec<(i32, i64)> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = self.kafka.clone().create().expect("consumer");
-        (0..PARTITIONS)
-            .map(|p| (p, consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).expect("watermarks").1))
-            .collect()
+        testkit::end_offsets(&self.kafka, topic)
     }
 
-    /// Drops the database and topics (only reached when the test passed).
+    /// Messages in this test's telemetry topic.
+    pub fn messages_in_topic(&self) -> i64 {
+        testkit::message_count(&self.kafka, &self.topic)
+    }
+
+    /// Every message of this test's telemetry topic: (key, decoded record).
+    pub async fn read_topic(&self) -> Vec<(String, schemas::TelemetryRecord)> {
+        testkit::read_telemetry(&self.kafka, &self.topic).await
+    }
+
+    /// Stops the server, drops the database and topics (only reached when the test passed).
     pub async fn cleanup(self) {
         self.shutdown.cancel();
-        self.pool.close().await;
-        drop_database(&Settings::load().expect("settings"), &self.db_name).await;
-        delete_topics(&self.kafka, &[&self.topic, &self.dlq_topic]).await;
+        self.db.drop().await;
+        self.topics.delete().await;
     }
-}
-
-pub async fn create_topics(kafka: &ClientConfig, topics: &[&str]) {
-    let client: AdminClient<DefaultClientContext> = kafka.create().expect("admin client");
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
-    let results = client
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
-        .await
-        .expect("Kafka of the local stack must be up (make stack-up)");
-    for result in results {
-        result.expect("create topic");
-    }
-}
-
-pub async fn delete_topics(kafka: &ClientConfig, topics: &[&str]) {
-    let client: AdminClient<DefaultClientContext> = kafka.create().expect("admin client");
-    let _ = client.delete_topics(topics, &AdminOptions::new()).await;
-}
-
-fn replace_db_name(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-/// Reads a recorded flight (`.jsonl.gz`) into JSON values.
-pub fn read_recorded(name: &str) -> Vec<serde_json::Value> {
-    use std::io::BufRead;
-    let path = recorded_path(name);
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    std::io::BufReader::new(flate2::read::GzDecoder::new(file))
-        .lines()
-        .map(|line| serde_json::from_str(&line.expect("line")).expect("json"))
-        .collect()
-}
-
-pub fn recorded_path(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/flights").join(name)
 }
 
 /// A whole deployment as an operator runs it: the `flightline all` binary on a free port, with
 /// its own database and its own prefixed topics on the shared broker.
 pub struct Deployment {
-    pub db_url: String,
-    pub db_name: String,
+    pub api: Api,
     pub pool: PgPool,
     pub prefix: String,
     pub addr: String,
     pub kafka: ClientConfig,
+    db: TestDb,
+    topics: Topics,
 }
 
 impl Deployment {
     pub async fn new() -> Self {
-        let settings = Settings::load().expect("settings");
-        let (pool, db_name, db_url) = fresh_database(&settings).await;
-        let prefix = format!("fltest.{}.", Uuid::new_v4().simple());
-        let kafka = runtime::kafka_base(&settings);
-        let topics: Vec<String> =
-            ["telemetry.v1", "flights.v1", "telemetry.dlq"].iter().map(|t| format!("{prefix}{t}")).collect();
-        create_topics(&kafka, &topics.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let db = TestDb::new().await;
+        let mut topics = Topics::new();
+        topics.create(&["telemetry.v1", "flights.v1", "telemetry.dlq"], PARTITIONS).await;
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Deployment { db_url, db_name, pool, prefix, addr: format!("127.0.0.1:{port}"), kafka }
+        let addr = format!("127.0.0.1:{port}");
+        Deployment {
+            api: Api::new(format!("http://{addr}")),
+            pool: db.pool.clone(),
+            prefix: topics.prefix.clone(),
+            addr,
+            kafka: topics.kafka.clone(),
+            db,
+            topics,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.api.url.clone()
     }
 
     /// Starts `flightline all` and waits until `/readyz` answers 200.
     pub async fn start(&self) -> tokio::process::Child {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
             .arg("all")
-            .env("DATABASE_URL", &self.db_url)
+            .env("DATABASE_URL", &self.db.url)
             .env("FLIGHTLINE_HTTP_ADDR", &self.addr)
             .env("FLIGHTLINE_TOPIC_PREFIX", &self.prefix)
             .env("RUST_LOG", "warn")
@@ -282,7 +237,7 @@ impl Deployment {
             .expect("spawn flightline all");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = reqwest::get(format!("{}/readyz", self.url())).await {
+            if let Ok(response) = self.api.http.get(self.api.at("/readyz")).send().await {
                 if response.status() == 200 {
                     return child;
                 }
@@ -293,67 +248,9 @@ impl Deployment {
         }
     }
 
+    /// Drops the database and topics (only reached when the test passed).
     pub async fn cleanup(self) {
-        self.pool.close().await;
-        drop_database(&Settings::load().expect("settings"), &self.db_name).await;
-        let topics: Vec<String> =
-            ["telemetry.v1", "flights.v1", "telemetry.dlq"].iter().map(|t| format!("{}{t}", self.prefix)).collect();
-        delete_topics(&self.kafka, &topics.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ingest test helpers
-
-/// A minimal valid packet at `ts_ms` epoch milliseconds.
-pub fn packet_at(ts_ms: i64, throttle: f64) -> serde_json::Value {
-    serde_json::json!({ "ts": ts_ms, "throttle": throttle, "voltage": 22.5, "current": 10.0 })
-}
-
-/// `count` valid packets 5 ms apart starting at `start_ms`.
-pub fn packets_from(start_ms: i64, count: usize) -> Vec<serde_json::Value> {
-    (0..count).map(|i| packet_at(start_ms + 5 * i as i64, (i % 100) as f64 / 100.0)).collect()
-}
-
-/// A timestamp (epoch ms) comfortably in the past, so a test's packets are never "in the future".
-pub fn past_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis() - 3_600_000
-}
-
-impl TestApp {
-    /// Messages in this test's telemetry topic (sum of end offsets).
-    pub fn messages_in_topic(&self) -> i64 {
-        self.end_offsets(&self.topic).iter().map(|(_, end)| end).sum()
-    }
-
-    /// Every message of this test's telemetry topic: (key, decoded record).
-    pub fn read_topic(&self) -> Vec<(String, schemas::TelemetryRecord)> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::{Message, Offset, TopicPartitionList};
-        let ends = self.end_offsets(&self.topic);
-        let total: i64 = ends.iter().map(|(_, end)| end).sum();
-        let consumer: BaseConsumer = self
-            .kafka
-            .clone()
-            .set("group.id", format!("fltest-reader-{}", Uuid::new_v4().simple()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let mut assignment = TopicPartitionList::new();
-        for (partition, _) in &ends {
-            assignment.add_partition_offset(&self.topic, *partition, Offset::Beginning).expect("offset");
-        }
-        consumer.assign(&assignment).expect("assign");
-        let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while (out.len() as i64) < total {
-            assert!(std::time::Instant::now() < deadline, "read {} of {total} messages", out.len());
-            let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
-            let message = message.expect("kafka message");
-            let key = String::from_utf8(message.key().expect("key").to_vec()).expect("utf-8 key");
-            let record = schemas::decode_telemetry(message.payload().expect("payload")).expect("decodable");
-            out.push((key, record));
-        }
-        out
+        self.db.drop().await;
+        self.topics.delete().await;
     }
 }
