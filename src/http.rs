@@ -99,3 +99,95 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         .record(started.elapsed().as_secs_f64());
     response.into_response()
 }
+
+/// Bounds on what one client can hold of an HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// A connection must deliver a request's whole head within this (slowloris).
+    pub header_timeout: Duration,
+    /// A request must be answered (its body read, its response started) within this.
+    pub request_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// After shutdown, how long connections may take to finish before they are dropped.
+    pub drain: Duration,
+}
+
+/// Serves `app` on `listener` like `axum::serve` with graceful shutdown, plus what it lacks: a
+/// header read timeout, a cap on concurrent connections, and a bounded drain. On `shutdown` it
+/// stops accepting, lets every connection finish its request in flight (keep-alive connections
+/// close after it), and returns once all are done or `limits.drain` has passed.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower_service::Service;
+
+    let app = app.layer(axum::middleware::from_fn_with_state(limits.request_timeout, request_timeout));
+    let mut make_service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let service = match make_service.call(remote).await {
+            Ok(service) => service,
+            Err(infallible) => match infallible {},
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Every connection holds a permit until it is done: all of them back means all finished.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain, permits.acquire_many(all)).await.is_err() {
+        tracing::warn!(drain = ?limits.drain, "http drain deadline passed; dropping the connections still open");
+    }
+    Ok(())
+}
+
+/// 408 with the contract's error body when a request (reading its body included) is not answered
+/// within the limit: a client that trickles its body cannot hold a handler forever.
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let body = json!({
+                "error": "request_timeout",
+                "message": format!("the request was not completed within {} s", limit.as_secs_f64()),
+                "details": [],
+            });
+            (StatusCode::REQUEST_TIMEOUT, Json(body)).into_response()
+        }
+    }
+}

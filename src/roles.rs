@@ -2,7 +2,6 @@
 //! (with an error, or after shutdown) cancels the others, and the caller learns which one ended
 //! and why.
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -154,16 +153,8 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         .await
         .with_context(|| format!("cannot listen on {} (FLIGHTLINE_HTTP_ADDR)", settings.http_addr))?;
     tracing::info!(addr = %settings.http_addr, ?roles, "http listening");
-    // Client addresses reach the handlers (ingest slows down failed authentications per address).
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let deadline = settings.shutdown_timeout()?;
-    tokio::select! {
-        served = server.into_future() => served.context("http server")?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(deadline).await } => {
-            tracing::warn!(?deadline, "http drain deadline passed; closing the connections still open");
-        }
-    }
+    // Client addresses reach the handlers (failed authentications are budgeted per address).
+    crate::http::serve(listener, app, settings.serve_limits()?, shutdown).await.context("http server")?;
     if let Some(publisher) = publisher {
         // Every request in flight has been answered; flush anyway so nothing queued is lost.
         tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(10))).await?;

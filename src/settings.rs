@@ -23,6 +23,9 @@ const ENV: &[(&str, &str)] = &[
     ("FLIGHTLINE_PARTITIONS", "partitions"),
     ("FLIGHTLINE_TOPIC_PREFIX", "topic_prefix"),
     ("FLIGHTLINE_SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s"),
+    ("FLIGHTLINE_HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s"),
+    ("FLIGHTLINE_HTTP_REQUEST_TIMEOUT_S", "http_request_timeout_s"),
+    ("FLIGHTLINE_HTTP_MAX_CONNECTIONS", "http_max_connections"),
     ("FLIGHTLINE_INGEST_POOL_SIZE", "ingest.pool_size"),
     ("FLIGHTLINE_INGEST_ACK_TIMEOUT_MS", "ingest.ack_timeout_ms"),
     ("FLIGHTLINE_INGEST_RATE_HZ", "ingest.rate_hz"),
@@ -68,6 +71,12 @@ pub struct Settings {
     /// After SIGTERM, how long the roles may drain (answer requests in flight, finish and commit
     /// the batch in flight) before what is left is cut off.
     pub shutdown_timeout_s: f64,
+    /// A client must send a request's whole head within this many seconds (slowloris).
+    pub http_header_timeout_s: f64,
+    /// A request (its body read included) must be answered within this many seconds (408).
+    pub http_request_timeout_s: f64,
+    /// Connections one HTTP process serves at once; further clients wait to be accepted.
+    pub http_max_connections: usize,
     pub ingest: IngestSettings,
     pub query: QuerySettings,
     pub store: StoreSettings,
@@ -164,6 +173,9 @@ impl Default for Settings {
             partitions: 6,
             topic_prefix: String::new(),
             shutdown_timeout_s: 10.0,
+            http_header_timeout_s: 10.0,
+            http_request_timeout_s: 30.0,
+            http_max_connections: 4096,
             ingest: IngestSettings::default(),
             query: QuerySettings::default(),
             store: StoreSettings::default(),
@@ -296,6 +308,23 @@ impl Settings {
     pub fn shutdown_timeout(&self) -> anyhow::Result<Duration> {
         Duration::try_from_secs_f64(self.shutdown_timeout_s)
             .map_err(|_| anyhow::anyhow!("shutdown_timeout_s must be a non-negative number of seconds"))
+    }
+
+    /// The HTTP server's bounds.
+    pub fn serve_limits(&self) -> anyhow::Result<crate::http::ServeLimits> {
+        let seconds = |name: &str, value: f64| {
+            Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| anyhow::anyhow!("{name} must be a positive number of seconds, not {value}"))
+        };
+        anyhow::ensure!(self.http_max_connections >= 1, "http_max_connections must be at least 1");
+        Ok(crate::http::ServeLimits {
+            header_timeout: seconds("http_header_timeout_s", self.http_header_timeout_s)?,
+            request_timeout: seconds("http_request_timeout_s", self.http_request_timeout_s)?,
+            max_connections: self.http_max_connections,
+            drain: self.shutdown_timeout()?,
+        })
     }
 
     /// A topic or consumer group name with this deployment's prefix.

@@ -30,6 +30,8 @@ pub enum ApiError {
     RateLimited { retry_after_s: u64 },
     #[error("too many failed authentications from this address; retry after {retry_after_s} s")]
     TooManyAuthFailures { retry_after_s: u64 },
+    #[error("this drone already has {limit} open websocket sessions")]
+    TooManySessions { limit: usize },
     #[error("telemetry cannot be appended right now; retry after {retry_after_s} s")]
     Unavailable { retry_after_s: u64 },
     #[error("internal error")]
@@ -47,6 +49,7 @@ impl ApiError {
             ApiError::Unavailable { retry_after_s }
             | ApiError::RateLimited { retry_after_s }
             | ApiError::TooManyAuthFailures { retry_after_s } => Some(*retry_after_s),
+            ApiError::TooManySessions { .. } => Some(5),
             _ => None,
         }
     }
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_encoding"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::TooManyAuthFailures { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures"),
+            ApiError::TooManySessions { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

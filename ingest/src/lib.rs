@@ -15,6 +15,7 @@ pub mod order;
 pub mod publish;
 pub mod routes;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,9 @@ pub struct IngestConfig {
     pub ws_idle_timeout: Duration,
     /// How often the server pings an open WebSocket.
     pub ws_ping_interval: Duration,
+    /// WebSocket sessions one drone may hold open at once on one instance (a drone needs one;
+    /// a leaked or hostile client must not pile up sessions).
+    pub ws_sessions_per_drone: usize,
 }
 
 impl Default for IngestConfig {
@@ -64,6 +68,7 @@ impl Default for IngestConfig {
             auth_failures_per_s: 1.0,
             ws_idle_timeout: Duration::from_secs(60),
             ws_ping_interval: Duration::from_secs(20),
+            ws_sessions_per_drone: 4,
         }
     }
 }
@@ -81,9 +86,41 @@ pub struct AppState {
     /// Cancelled when the process drains: WebSocket sessions then close after the frame in
     /// flight is answered, so the server's graceful shutdown is not held open by them.
     pub shutdown: CancellationToken,
+    /// Open WebSocket sessions per drone.
+    pub ws_sessions: Arc<std::sync::Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// One open WebSocket session of a drone, counted until dropped.
+pub struct WsSession {
+    drone_id: Uuid,
+    sessions: Arc<std::sync::Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl Drop for WsSession {
+    fn drop(&mut self) {
+        let mut sessions = self.sessions.lock().expect("ws sessions lock");
+        if let Some(open) = sessions.get_mut(&self.drone_id) {
+            *open -= 1;
+            if *open == 0 {
+                sessions.remove(&self.drone_id);
+            }
+        }
+    }
 }
 
 impl AppState {
+    /// Counts a WebSocket session of `drone_id`, or refuses it when the drone already holds
+    /// [`IngestConfig::ws_sessions_per_drone`].
+    pub fn open_ws_session(&self, drone_id: Uuid) -> Result<WsSession, ApiError> {
+        let mut sessions = self.ws_sessions.lock().expect("ws sessions lock");
+        let open = sessions.entry(drone_id).or_insert(0);
+        if *open >= self.config.ws_sessions_per_drone {
+            return Err(ApiError::TooManySessions { limit: self.config.ws_sessions_per_drone });
+        }
+        *open += 1;
+        Ok(WsSession { drone_id, sessions: self.ws_sessions.clone() })
+    }
+
     /// Ends WebSocket sessions when `shutdown` is cancelled.
     pub fn with_shutdown(self, shutdown: CancellationToken) -> Self {
         Self { shutdown, ..self }
@@ -111,6 +148,7 @@ impl AppState {
             drone_rate: Arc::new(drone_rate),
             auth_failures: Arc::new(auth_failures),
             shutdown: CancellationToken::new(),
+            ws_sessions: Arc::default(),
         }
     }
 

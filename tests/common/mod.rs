@@ -225,8 +225,14 @@ impl Deployment {
 
     /// Starts `flightline all` and waits until `/readyz` answers 200.
     pub async fn start(&self) -> tokio::process::Child {
+        self.start_with(&[]).await
+    }
+
+    /// [`Deployment::start`] with more environment (configuration) for the process.
+    pub async fn start_with(&self, env: &[(&str, &str)]) -> tokio::process::Child {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
             .arg("all")
+            .envs(env.iter().copied())
             .env("DATABASE_URL", &self.db.url)
             .env("FLIGHTLINE_HTTP_ADDR", &self.addr)
             .env("FLIGHTLINE_TOPIC_PREFIX", &self.prefix)

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::routes::telemetry::{batch_error, MAX_BODY_BYTES};
-use crate::AppState;
+use crate::{AppState, WsSession};
 
 /// How long a connection may take to send its `{"api_key"}` message.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +46,7 @@ const GOING_AWAY: u16 = 1001;
     responses(
         (status = 101, description = "switching protocols"),
         (status = 401, description = "the X-API-Key header is missing a valid key", body = crate::openapi::ErrorDoc),
-        (status = 429, description = "too many failed authentications from this address", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "too many failed authentications from this address, or the drone already holds its maximum of open sessions (4)", body = crate::openapi::ErrorDoc),
     )
 )]
 pub async fn upgrade(
@@ -63,13 +63,18 @@ pub async fn upgrade(
         },
         None => None,
     };
+    // A drone known from its header is refused before the upgrade when it holds too many sessions.
+    let session = match drone_id.map(|drone_id| state.open_ws_session(drone_id)).transpose() {
+        Ok(session) => session,
+        Err(error) => return error.into_response(),
+    };
     let mut trace = HeaderMap::new();
     if let Some(value) = headers.get("traceparent") {
         trace.insert("traceparent", value.clone());
     }
     ws.max_message_size(MAX_BODY_BYTES).max_frame_size(MAX_BODY_BYTES).on_upgrade(move |socket| async move {
-        let session = Session { state, trace, client };
-        session.run(socket, drone_id).await;
+        let session_state = Session { state, trace, client };
+        session_state.run(socket, drone_id, session).await;
     })
 }
 
@@ -88,11 +93,11 @@ enum Next {
 }
 
 impl Session {
-    async fn run(self, mut socket: WebSocket, drone_id: Option<Uuid>) {
-        let drone_id = match drone_id {
-            Some(drone_id) => drone_id,
-            None => match self.authenticate_first_message(&mut socket).await {
-                Some(drone_id) => drone_id,
+    async fn run(self, mut socket: WebSocket, drone_id: Option<Uuid>, counted: Option<WsSession>) {
+        let (drone_id, _counted) = match (drone_id, counted) {
+            (Some(drone_id), Some(counted)) => (drone_id, counted),
+            _ => match self.authenticate_first_message(&mut socket).await {
+                Some(authenticated) => authenticated,
                 None => return,
             },
         };
@@ -147,8 +152,9 @@ impl Session {
         }
     }
 
-    /// Reads `{"api_key": "…"}`; on failure answers with an error frame and closes.
-    async fn authenticate_first_message(&self, socket: &mut WebSocket) -> Option<Uuid> {
+    /// Reads `{"api_key": "…"}` and counts the session; on failure answers with an error frame
+    /// and closes.
+    async fn authenticate_first_message(&self, socket: &mut WebSocket) -> Option<(Uuid, WsSession)> {
         let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await;
         let key = match first {
             Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<Value>(text.as_str())
@@ -161,11 +167,15 @@ impl Session {
                 return None;
             }
         };
-        match self.state.authenticate(key.as_deref(), self.client).await {
-            Ok(drone_id) => {
+        let authenticated = match self.state.authenticate(key.as_deref(), self.client).await {
+            Ok(drone_id) => self.state.open_ws_session(drone_id).map(|counted| (drone_id, counted)),
+            Err(error) => Err(error),
+        };
+        match authenticated {
+            Ok((drone_id, counted)) => {
                 let hello = json!({ "authenticated": true, "drone_id": drone_id });
                 socket.send(Message::Text(Utf8Bytes::from(hello.to_string()))).await.ok()?;
-                Some(drone_id)
+                Some((drone_id, counted))
             }
             Err(error) => {
                 let _ = socket.send(Message::Text(Utf8Bytes::from(error.body().to_string()))).await;
