@@ -67,7 +67,7 @@ fn expected(drone_id: Uuid, packets: &[Value]) -> Vec<(ClosedFlight, Value)> {
 async fn send(deployment: &Deployment, key: &str, file: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
         .args(["send", "--api-key", key, "--target", &deployment.url(), "--file"])
-        .arg(common::recorded_path(file))
+        .arg(testkit::recorded_path(file))
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -133,7 +133,7 @@ async fn recorded_flights_become_contract_flights_with_contract_metrics() {
         let (drone_id, key) = credentials::create_drone(&deployment.pool, file, None).await.unwrap();
         let status = send(&deployment, &key, file).await.wait().await.unwrap();
         assert!(status.success(), "send {file}");
-        cases.push((file, drone_id, expected(drone_id, &common::read_recorded(file))));
+        cases.push((file, drone_id, expected(drone_id, &testkit::read_recorded(file))));
     }
     for (file, drone_id, expected) in &cases {
         assert!(!expected.is_empty(), "{file} yields no flight at all");
@@ -166,7 +166,7 @@ async fn kill_9_mid_stream_gives_the_same_flights_and_metrics() {
     // Several flights, split by the recording's gaps of over 10 s.
     let file = "dji_mini2_2021-09-05_19-23.jsonl.gz";
     let (drone_id, key) = credentials::create_drone(&deployment.pool, "mini2", None).await.unwrap();
-    let expected = expected(drone_id, &common::read_recorded(file));
+    let expected = expected(drone_id, &testkit::read_recorded(file));
     assert!(expected.len() > 1);
     let mut sender = send(&deployment, &key, file).await;
     // Kill everything once some, but not all, of the stream is in.

@@ -6,9 +6,10 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{packet_at, packets_from, past_ms, spawn_app, spawn_app_with, IngestOptions, TestApp};
+use common::{spawn_app, spawn_app_with, IngestOptions, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use testkit::{expect_error, full_packet, packet_at, packets_from, past_ms, Api};
 
 async fn post_raw(
     app: &TestApp,
@@ -17,25 +18,12 @@ async fn post_raw(
     encoding: Option<&str>,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let mut request = app
-        .http
-        .post(format!("{}/v1/telemetry", app.url))
-        .header("x-api-key", key)
-        .header("content-type", content_type);
+    let mut request =
+        app.http.post(app.at("/v1/telemetry")).header("x-api-key", key).header("content-type", content_type);
     if let Some(encoding) = encoding {
         request = request.header("content-encoding", encoding);
     }
     request.body(body).send().await.expect("POST /v1/telemetry")
-}
-
-/// Asserts the status and the contract's error body; returns the body.
-async fn expect_error(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(response.status(), status);
-    let body: Value = response.json().await.expect("json error body");
-    assert_eq!(body["error"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(body["details"].is_array(), "{body}");
-    body
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -150,12 +138,11 @@ async fn valid_batches_get_201_and_land_in_kafka_and_ts_must_increase_across_req
     let (drone_id, key) = app.create_drone("valid").await;
     let t = past_ms();
     // Every field, RFC 3339 with an offset, and epoch ms, in one batch.
-    let full = json!({
-        "ts": chrono::DateTime::from_timestamp_millis(t).unwrap().with_timezone(&chrono::FixedOffset::east_opt(7200).unwrap()).to_rfc3339(),
-        "throttle": 0.42, "voltage": 22.8, "current": -3.5, "mah_drawn": 812, "rssi": 87,
-        "position": [12.1, -3.4, 25.0], "gps": {"lat": 47.397742, "lon": 8.545594, "alt_m": 488.1},
-        "velocity": [4.2, 0.1, -0.3], "attitude": [2.5, -8.1, 123.0], "extra": {"mode": "loiter", "sats": 14, "armed": true}
-    });
+    let mut full = full_packet(t);
+    full["ts"] = json!(chrono::DateTime::from_timestamp_millis(t)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(7200).unwrap())
+        .to_rfc3339());
     let body = json!([full, packet_at(t + 20, 0.0), packet_at(t + 40, 1.0)]);
     let response = app.post_telemetry(&key, &body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -172,7 +159,7 @@ async fn valid_batches_get_201_and_land_in_kafka_and_ts_must_increase_across_req
     }
     let response = app.post_telemetry(&key, &json!([packet_at(t + 41, 0.5)])).await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let records = app.read_topic();
+    let records = app.read_topic().await;
     assert_eq!(records.len(), 4);
     let mut ts: Vec<i64> = records.iter().map(|(_, r)| r.ts_us).collect();
     ts.sort();
@@ -262,7 +249,7 @@ async fn bad_keys_are_401_and_a_rotated_key_stops_within_10_s() {
     let (drone_id, key) = app.create_drone("auth").await;
     let t = past_ms();
     let body = json!([packet_at(t, 0.5)]);
-    let response = app.http.post(format!("{}/v1/telemetry", app.url)).json(&body).send().await.unwrap();
+    let response = app.http.post(app.at("/v1/telemetry")).json(&body).send().await.unwrap();
     expect_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let wrong = format!("{}0", &key[..key.len() - 1]);
     let wrong = if wrong == key { format!("{}1", &key[..key.len() - 1]) } else { wrong };
@@ -305,7 +292,7 @@ async fn repeated_auth_failures_are_slowed_down_without_hurting_a_good_key() {
     assert!(retry_after >= 1);
     expect_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures").await;
     // A missing key counts the same.
-    let response = app.http.post(format!("{}/v1/telemetry", app.url)).json(&guess).send().await.unwrap();
+    let response = app.http.post(app.at("/v1/telemetry")).json(&guess).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     // The good key, from the same address, still gets in.
     for n in 1..=3 {
@@ -358,14 +345,7 @@ async fn kafka_unreachable_is_503_with_retry_after() {
     let options = IngestOptions { ack_timeout: Duration::from_millis(1500), ..Default::default() };
     let (url, shutdown) = common::serve_ingest(&app.pool, &dead, &app.topic, &options).await;
     let started = std::time::Instant::now();
-    let response = app
-        .http
-        .post(format!("{url}/v1/telemetry"))
-        .header("x-api-key", &key)
-        .json(&json!([packet_at(past_ms(), 0.5)]))
-        .send()
-        .await
-        .unwrap();
+    let response = Api::new(url).post_telemetry(&key, &json!([packet_at(past_ms(), 0.5)])).await;
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(response.headers()["retry-after"], "1");
     expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
@@ -398,7 +378,7 @@ async fn a_drones_key_writes_only_that_drone() {
             .await
             .unwrap();
     assert_eq!(counts, vec![(drone_a, 50), (drone_b, 30)]);
-    for (key, record) in app.read_topic() {
+    for (key, record) in app.read_topic().await {
         assert_eq!(key, record.drone_id.to_string());
     }
     app.cleanup().await;

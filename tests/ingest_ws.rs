@@ -6,9 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{packet_at, packets_from, past_ms, spawn_app, TestApp};
+use common::{spawn_app, TestApp};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use testkit::{packet_at, packets_from, past_ms};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -162,7 +163,7 @@ async fn binary_frames_carry_avro_telemetry_packets() {
     .remove(0);
     socket.send(Message::binary(schemas::encode_telemetry_packet(&packet))).await.unwrap();
     assert_eq!(next_json(&mut socket).await, json!({ "ack": 1, "last_ts": schemas::format_ts(t * 1000) }));
-    let records = app.read_topic();
+    let records = app.read_topic().await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].1.drone_id, drone_id);
     assert_eq!(records[0].1.gps.unwrap().lat, 47.5);

@@ -8,9 +8,10 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{packets_from, past_ms, spawn_app_with, IngestOptions};
+use common::{spawn_app_with, IngestOptions};
 use reqwest::StatusCode;
 use serde_json::json;
+use testkit::{packets_from, past_ms};
 
 fn stack(command: &str) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/stack.sh");

@@ -8,22 +8,16 @@ use std::time::Duration;
 use chrono::Utc;
 use common::Deployment;
 use serde_json::json;
+use testkit::Api;
 use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn post(addr: &str, key: &str, from: i64, count: i64, start: chrono::DateTime<Utc>) {
+async fn post(api: &Api, key: &str, from: i64, count: i64, start: chrono::DateTime<Utc>) {
     let packets: Vec<_> = (from..from + count)
         .map(|i| json!({"ts": (start + chrono::Duration::milliseconds(10 * i)).timestamp_millis(), "throttle": 0.5, "voltage": 22.0}))
         .collect();
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/telemetry"))
-        .header("x-api-key", key)
-        .json(&packets)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 201);
+    assert_eq!(api.post_telemetry(key, &json!(packets)).await.status(), 201);
 }
 
 async fn sigterm_and_wait(mut child: Child) {
@@ -59,7 +53,7 @@ async fn sigterm_drains_and_kill_9_loses_nothing() {
     // Graceful: everything acknowledged is stored, and SIGTERM exits 0.
     let child = deployment.start().await;
     for batch in 0..10 {
-        post(&deployment.addr, &key, batch * 100, 100, start).await;
+        post(&deployment.api, &key, batch * 100, 100, start).await;
     }
     wait_for(1000).await;
     sigterm_and_wait(child).await;
@@ -67,7 +61,7 @@ async fn sigterm_drains_and_kill_9_loses_nothing() {
     // kill -9 right after the acknowledgements: a restart still stores every packet once.
     let mut child = deployment.start().await;
     for batch in 10..20 {
-        post(&deployment.addr, &key, batch * 100, 100, start).await;
+        post(&deployment.api, &key, batch * 100, 100, start).await;
     }
     child.kill().await.expect("kill -9");
     let child = deployment.start().await;

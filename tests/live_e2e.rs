@@ -7,47 +7,36 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::Deployment;
-use futures::StreamExt;
 use serde_json::{json, Value};
+use testkit::{Api, SseReader};
+use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn token(http: &reqwest::Client, url: &str) -> String {
-    let email = format!("pilot-{}@example.com", uuid::Uuid::new_v4().simple());
-    let credentials = json!({"email": email, "password": "correct horse battery"});
-    let signup = http.post(format!("{url}/v1/auth/signup")).json(&credentials).send().await.unwrap();
-    assert_eq!(signup.status(), 201);
-    let token: Value =
-        http.post(format!("{url}/v1/auth/token")).json(&credentials).send().await.unwrap().json().await.unwrap();
-    token["access_token"].as_str().expect("access_token").to_owned()
+/// The live view of `drone_id` (`GET …/live`), as its drone key or as its owner sees it.
+async fn live_view(api: &Api, drone_id: Uuid, auth: Auth<'_>) -> Value {
+    let request = api.http.get(api.at(&format!("/v1/drones/{drone_id}/live")));
+    let request = match auth {
+        Auth::Key(key) => request.header("x-api-key", key),
+        Auth::Bearer(token) => request.bearer_auth(token),
+    };
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+enum Auth<'a> {
+    Key(&'a str),
+    Bearer(&'a str),
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posted_packets_reach_redis_the_live_endpoint_and_sse_newest_first() {
     let deployment = Deployment::new().await;
     let child = deployment.start().await;
-    let url = deployment.url();
-    let http = reqwest::Client::new();
-    let jwt = token(&http, &url).await;
-    let drone: Value = http
-        .post(format!("{url}/v1/drones"))
-        .bearer_auth(&jwt)
-        .json(&json!({"name": "live-quad"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (drone_id, key) = (drone["id"].as_str().unwrap().to_owned(), drone["api_key"].as_str().unwrap().to_owned());
+    let api = &deployment.api;
+    let user = api.user().await;
+    let (drone_id, key) = api.drone(&user, "live-quad").await;
 
-    let mut events = http
-        .get(format!("{url}/v1/drones/{drone_id}/live/stream"))
-        .bearer_auth(&jwt)
-        .send()
-        .await
-        .unwrap()
-        .bytes_stream();
+    let mut events = SseReader::new(api.get(&format!("/v1/drones/{drone_id}/live/stream"), &user.token).await);
 
     let now = Utc::now();
     let newest = now.timestamp_millis();
@@ -56,34 +45,21 @@ async fn posted_packets_reach_redis_the_live_endpoint_and_sse_newest_first() {
         {"ts": newest - 20, "throttle": 0.40, "voltage": 23.0},
         {"ts": newest, "throttle": 0.50, "voltage": 22.9, "extra": {"mode": "loiter"}}
     ]);
-    let post = http.post(format!("{url}/v1/telemetry")).header("x-api-key", &key).json(&packets).send().await.unwrap();
-    assert_eq!(post.status(), 201);
+    assert_eq!(api.post_telemetry(&key, &packets).await.status(), 201);
 
     // SSE: the newest packet arrives as a `telemetry` event.
-    let mut buffer = String::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     let newest_ts = schemas::format_ts(newest * 1000);
-    while !buffer.contains(&newest_ts) {
-        let chunk = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .expect("no SSE event in time")
-            .expect("stream ended")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if events.next_telemetry(left).await["ts"] == json!(newest_ts) {
+            break;
+        }
     }
-    assert!(buffer.contains("event: telemetry"), "{buffer}");
 
     // The live endpoint (by drone key) shows the newest packet.
     let live = loop {
-        let live: Value = http
-            .get(format!("{url}/v1/drones/{drone_id}/live"))
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let live = live_view(api, drone_id, Auth::Key(&key)).await;
         if live["ts"] == json!(newest_ts) {
             break live;
         }
@@ -96,54 +72,15 @@ async fn posted_packets_reach_redis_the_live_endpoint_and_sse_newest_first() {
 
     // A replayed older packet (from the log, e.g. a redelivery) must not move the view back:
     // append it to the topic directly, as ingest would refuse its ts.
-    let record = schemas::TelemetryRecord {
-        drone_id: drone_id.parse().unwrap(),
-        ts_us: (newest - 1000) * 1000,
-        received_at_us: Utc::now().timestamp_micros(),
-        position: None,
-        gps: None,
-        velocity: None,
-        attitude: None,
-        throttle: 0.99,
-        voltage: None,
-        current: None,
-        mah_drawn: None,
-        rssi: None,
-        extra: Default::default(),
-    };
-    let producer: rdkafka::producer::FutureProducer = deployment.kafka.create().unwrap();
-    let payload = schemas::encode_telemetry(&record);
-    producer
-        .send(
-            rdkafka::producer::FutureRecord::to(&format!("{}telemetry.v1", deployment.prefix))
-                .key(&drone_id)
-                .payload(&payload),
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("append old record");
+    let old = testkit::record_of(drone_id, &json!({"ts": newest - 1000, "throttle": 0.99}));
+    testkit::append_records(&deployment.kafka, &format!("{}telemetry.v1", deployment.prefix), &[old]).await;
     // Follow it with a newer marker packet through the API; once the marker is live, the old
     // record (earlier in the same partition) has been processed too.
     let marker = newest + 500;
-    let post = http
-        .post(format!("{url}/v1/telemetry"))
-        .header("x-api-key", &key)
-        .json(&json!([{"ts": marker, "throttle": 0.2}]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), 201);
+    assert_eq!(api.post_telemetry(&key, &json!([{"ts": marker, "throttle": 0.2}])).await.status(), 201);
     let marker_ts = schemas::format_ts(marker * 1000);
     loop {
-        let live: Value = http
-            .get(format!("{url}/v1/drones/{drone_id}/live"))
-            .bearer_auth(&jwt)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let live = live_view(api, drone_id, Auth::Bearer(&user.token)).await;
         assert_ne!(live["throttle"], json!(0.99), "an older packet overwrote the live view");
         if live["ts"] == json!(marker_ts) {
             break;

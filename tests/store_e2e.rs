@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{spawn_app, TestApp};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -200,32 +199,20 @@ async fn undecodable_message_is_dead_lettered_and_the_partition_moves_on() {
         assert_row_matches(row, drone_id, packet);
     }
 
-    let consumer: BaseConsumer = app
-        .kafka
-        .clone()
-        .set("group.id", format!("dlq-reader-{}", Uuid::new_v4()))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&app.dlq_topic]).unwrap();
     let mut dead = Vec::new();
-    let deadline = std::time::Instant::now() + WAIT;
-    while dead.len() < common::PARTITIONS as usize && std::time::Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.expect("dlq message");
-            let headers = message.headers().expect("headers");
-            let header = |name: &str| {
-                headers
-                    .iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            };
-            assert_eq!(message.payload(), Some(&garbage[..]));
-            assert!(header("error").is_some_and(|e| !e.is_empty()));
-            assert_eq!(header("source.topic").as_deref(), Some(app.topic.as_str()));
-            dead.push(header("source.partition").unwrap());
-        }
+    for message in testkit::read_messages(&app.kafka, &app.dlq_topic, common::PARTITIONS as usize, WAIT).await {
+        let headers = message.headers().expect("headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(message.payload(), Some(&garbage[..]));
+        assert!(header("error").is_some_and(|e| !e.is_empty()));
+        assert_eq!(header("source.topic").as_deref(), Some(app.topic.as_str()));
+        dead.push(header("source.partition").unwrap());
     }
     dead.sort();
     assert_eq!(dead, vec!["0", "1", "2"]);
@@ -236,8 +223,8 @@ async fn undecodable_message_is_dead_lettered_and_the_partition_moves_on() {
 async fn recorded_flight_streamed_with_flightline_send_matches_the_file() {
     let app = spawn_app().await;
     let (drone_id, key) = app.create_drone("spark404").await;
-    let file = common::recorded_path("ap_spark404_copter.jsonl.gz");
-    let recorded = common::read_recorded("ap_spark404_copter.jsonl.gz");
+    let file = testkit::recorded_path("ap_spark404_copter.jsonl.gz");
+    let recorded = testkit::read_recorded("ap_spark404_copter.jsonl.gz");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
         .args(["send", "--api-key", &key, "--target", &app.url, "--file"])
         .arg(&file)
@@ -317,21 +304,8 @@ async fn a_packet_that_reached_the_log_twice_is_stored_once() {
     let sent = packets(start, 0, 40);
     assert_eq!(app.post_telemetry(&key, &json!(sent)).await.status(), 201);
     // The same records once more, straight into the log as a retried append would put them.
-    let producer: FutureProducer = app.kafka.clone().create().expect("producer");
-    for packet in &sent[10..20] {
-        let parsed =
-            schemas::parse_batch(json!([packet]).to_string().as_bytes(), Utc::now().timestamp_micros()).expect("valid");
-        let record = schemas::TelemetryRecord::from_packet(
-            drone_id,
-            Utc::now().timestamp_micros(),
-            parsed.into_iter().next().unwrap(),
-        );
-        let payload = schemas::encode_telemetry(&record);
-        producer
-            .send(FutureRecord::to(&app.topic).key(&drone_id.to_string()).payload(&payload), Duration::from_secs(5))
-            .await
-            .expect("duplicate appended");
-    }
+    let duplicates: Vec<_> = sent[10..20].iter().map(|packet| testkit::record_of(drone_id, packet)).collect();
+    testkit::append_records(&app.kafka, &app.topic, &duplicates).await;
     let more = packets(start, 40, 20);
     assert_eq!(app.post_telemetry(&key, &json!(more)).await.status(), 201);
 

@@ -12,12 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use chrono::DateTime;
-use flate2::read::GzDecoder;
 use processors::analytics::metrics::{compute, FlightRow, FlightRows};
 use processors::sessionizer::machine::{ClosedFlight, FlightRule, Sessionizer};
 use serde::Deserialize;
@@ -62,39 +60,24 @@ fn ts_us(text: &str) -> i64 {
 }
 
 fn load(path: &Path) -> Vec<FlightRow> {
-    let reader = BufReader::new(GzDecoder::new(File::open(path).expect("open stream")));
-    reader
-        .lines()
-        .map(|line| line.expect("read line"))
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let p: Packet = serde_json::from_str(&line).expect("packet json");
-            FlightRow {
-                ts_us: ts_us(&p.ts),
-                throttle: p.throttle,
-                voltage: p.voltage,
-                current: p.current,
-                mah_drawn: p.mah_drawn,
-                position: p.position,
-                gps: p.gps.map(|g| [g.lat, g.lon, g.alt_m]),
-                velocity: p.velocity,
-                attitude: p.attitude,
-            }
+    testkit::read_recorded_as::<Packet>(path)
+        .into_iter()
+        .map(|p| FlightRow {
+            ts_us: ts_us(&p.ts),
+            throttle: p.throttle,
+            voltage: p.voltage,
+            current: p.current,
+            mah_drawn: p.mah_drawn,
+            position: p.position,
+            gps: p.gps.map(|g| [g.lat, g.lon, g.alt_m]),
+            velocity: p.velocity,
+            attitude: p.attitude,
         })
         .collect()
 }
 
-fn flights_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/flights")
-}
-
 fn streams() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(flights_dir())
-        .expect("shared/data/flights exists")
-        .map(|entry| entry.expect("dir entry").path())
-        .filter(|path| path.to_string_lossy().ends_with(".jsonl.gz"))
-        .collect();
-    files.sort();
+    let files = testkit::recorded_streams();
     assert!(files.len() >= 7, "expected the recorded flights, found {files:?}");
     files
 }

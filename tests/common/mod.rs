@@ -77,7 +77,12 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { redis: false, redis_url: None, config: ingest::IngestConfig::default(), ack_timeout: Duration::from_secs(5) }
+        Self {
+            redis: false,
+            redis_url: None,
+            config: ingest::IngestConfig::default(),
+            ack_timeout: Duration::from_secs(5),
+        }
     }
 }
 

@@ -40,7 +40,7 @@ async fn create_list_get_and_rotate() {
     assert_eq!(hash, credentials::hash(&first_key));
 
     let (second_id, second_key) = app.drone(&user, "quad-2").await;
-    let resolver = ingest::KeyResolver::new(app.pool.clone(), std::time::Duration::ZERO);
+    let resolver = credentials::KeyResolver::new(app.pool.clone(), std::time::Duration::ZERO);
     assert_eq!(resolver.resolve(&second_key).await.unwrap(), Some(second_id));
 
     let listed: Value = app.get("/v1/drones", &user.token).await.json().await.unwrap();
@@ -134,7 +134,7 @@ async fn every_drone_and_flight_route_hides_other_owners_resources() {
         assert_error(app.post(path, &intruder.token, &json!({})).await, StatusCode::NOT_FOUND).await;
     }
     // The rotation attempt changed nothing: the owner's key still resolves.
-    let resolver = ingest::KeyResolver::new(app.pool.clone(), std::time::Duration::ZERO);
+    let resolver = credentials::KeyResolver::new(app.pool.clone(), std::time::Duration::ZERO);
     assert_eq!(resolver.resolve(&key).await.unwrap(), Some(drone));
 
     // A drone key opens only its own drone's live state.

@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use reqwest::StatusCode;
 use schemas::FlightEvent;
 use serde_json::{json, Value};
 
-use crate::common::{assert_error, kafka_brokers, kafka_config, spawn_app, spawn_app_with, Options};
+use crate::common::{assert_error, spawn_app, spawn_app_with, Options};
 
 const T0: i64 = 1_777_636_800_000_000; // 2026-05-01T12:00:00Z
 
@@ -194,15 +193,7 @@ async fn csv_export_has_every_row_of_the_flight() {
 }
 
 async fn consume_one(topic: &str) -> (String, FlightEvent) {
-    let consumer: StreamConsumer = kafka_config(&kafka_brokers())
-        .set("group.id", format!("flqtest-{}", uuid::Uuid::new_v4()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let message =
-        tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.expect("no event on the topic").unwrap();
+    let message = testkit::read_messages(&testkit::kafka_config(), topic, 1, Duration::from_secs(20)).await.remove(0);
     let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
     let event = schemas::decode_flight_event(message.payload().unwrap()).expect("decodable FlightEvent");
     (key, event)
