@@ -54,7 +54,7 @@ fn expected(drone_id: Uuid, packets: &[Value]) -> Vec<(ClosedFlight, Value)> {
         .map(|flight| {
             let mut frame = FlightRows::with_capacity(0);
             for row in rows.iter().filter(|r| r.ts_us >= flight.start_ts_us && r.ts_us <= flight.end_ts_us) {
-                frame.push(row.clone());
+                frame.push(*row);
             }
             let metrics =
                 compute(&frame, flight.start_ts_us, flight.end_ts_us, FlightRule::default().throttle_threshold)

@@ -48,7 +48,8 @@ async fn every_packet_rule_is_enforced_with_exact_details_and_nothing_reaches_ka
     let long_extra = json!({ "note": "x".repeat(4100) });
     let future_ms = chrono::Utc::now().timestamp_millis() + 120_000;
     // (packets, expected details as (index, field, reason))
-    let cases: Vec<(Value, Vec<(usize, &str, &str)>)> = vec![
+    type Detail<'a> = (usize, &'a str, &'a str);
+    let cases: Vec<(Value, Vec<Detail>)> = vec![
         (json!([{ "throttle": 0.5 }]), vec![(0, "ts", "required")]),
         (
             json!([{ "ts": "yesterday", "throttle": 0.5 }]),

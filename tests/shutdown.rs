@@ -67,15 +67,7 @@ async fn sigterm_ends_open_streams_and_drains_within_the_deadline() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
 
     // The SSE stream ends (the body completes) instead of holding the server open.
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match sse.chunk().await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
-    })
-    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async { while let Ok(Some(_)) = sse.chunk().await {} }).await;
     assert!(ended.is_ok(), "the SSE stream was still open 10 s after SIGTERM");
 
     // The WebSocket gets a close frame ("going away").
