@@ -94,7 +94,8 @@ pub struct HttpRoles {
 /// The HTTP server of `flightline ingest`, `flightline query` or both (`all`), with the health
 /// and OpenAPI endpoints every process serves.
 pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool_size = if roles.ingest { settings.ingest.pool_size } else { 0 } + if roles.query { settings.query.pool_size } else { 0 };
+    let pool_size = if roles.ingest { settings.ingest.pool_size } else { 0 }
+        + if roles.query { settings.query.pool_size } else { 0 };
     let pool = runtime::connect_postgres(settings, pool_size.max(1)).await?;
     let kafka = runtime::kafka_base(settings);
     let mut app = axum::Router::new();
@@ -206,8 +207,11 @@ pub async fn process(settings: &Settings, group: Group, shutdown: CancellationTo
         }
         Group::Analytics => {
             let pool = runtime::connect_postgres(settings, settings.analytics.pool_size).await?;
-            let analytics =
-                processors::analytics::Analytics::new(pool, &settings.kafka_name(processors::store::GROUP_ID), &telemetry);
+            let analytics = processors::analytics::Analytics::new(
+                pool,
+                &settings.kafka_name(processors::store::GROUP_ID),
+                &telemetry,
+            );
             let consumer = ConsumerSettings { batch_max: settings.analytics.batch_max, batch_wait_ms: 0 };
             let config = processors::RunnerConfig {
                 topic: settings.kafka_name(processors::topics::FLIGHTS),

@@ -235,7 +235,10 @@ impl SessionizerSettings {
             self.flight_throttle_threshold
         );
         let seconds = |name: &str, value: f64| -> anyhow::Result<i64> {
-            anyhow::ensure!(value.is_finite() && value >= 0.0, "sessionizer.{name} must be a non-negative number of seconds, not {value}");
+            anyhow::ensure!(
+                value.is_finite() && value >= 0.0,
+                "sessionizer.{name} must be a non-negative number of seconds, not {value}"
+            );
             Ok((value * 1e6).round() as i64)
         };
         Ok(FlightRule {
@@ -277,7 +280,10 @@ impl Settings {
         let file = explicit.unwrap_or_else(|| PathBuf::from("flightline.toml"));
         // A dotted key (`store.batch_max`) lands in its role's section.
         let env = Env::raw().only(&ENV.iter().map(|(env, _)| *env).collect::<Vec<_>>()).map(|env| {
-            let key = ENV.iter().find(|(name, _)| name.eq_ignore_ascii_case(env.as_str())).map_or(env.as_str(), |(_, key)| key);
+            let key = ENV
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(env.as_str()))
+                .map_or(env.as_str(), |(_, key)| key);
             key.to_owned().into()
         });
         Figment::from(Serialized::defaults(Settings::default()))

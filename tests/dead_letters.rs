@@ -24,7 +24,8 @@ async fn a_nul_in_extra_is_refused_by_the_api() {
     let (_, key) = app.create_drone("nul").await;
     let ts = testkit::past_ms();
     let body = json!([{"ts": ts, "throttle": 0.5, "extra": {"m": "a\u{0}b"}}]);
-    let error = testkit::expect_error(app.post_telemetry(&key, &body).await, StatusCode::BAD_REQUEST, "invalid_packets").await;
+    let error =
+        testkit::expect_error(app.post_telemetry(&key, &body).await, StatusCode::BAD_REQUEST, "invalid_packets").await;
     assert_eq!(error["details"][0]["field"], "extra.m", "{error}");
     assert_eq!(app.messages_in_topic(), 0, "a rejected request wrote to the log");
     app.cleanup().await;
@@ -49,7 +50,8 @@ async fn a_record_postgresql_refuses_is_dead_lettered_and_the_partition_moves_on
     assert_eq!(dead.len(), 1);
     let header = |name: &str| -> String {
         let headers = dead[0].headers().expect("dead letter headers");
-        let value = headers.iter().find(|h| h.key == name).and_then(|h| h.value).unwrap_or_else(|| panic!("no {name} header"));
+        let value =
+            headers.iter().find(|h| h.key == name).and_then(|h| h.value).unwrap_or_else(|| panic!("no {name} header"));
         String::from_utf8(value.to_vec()).unwrap()
     };
     assert_eq!(header("error.kind"), "rejected");

@@ -36,7 +36,10 @@ async fn slow_clients_are_cut_off_and_connections_are_capped() {
     // Slowloris: half a request head, then silence. The server closes within the header timeout.
     let mut slow_head = TcpStream::connect(&addr).await.unwrap();
     slow_head.write_all(b"POST /v1/telemetry HTTP/1.1\r\nHost: flightline\r\nX-Api-Key: fl_").await.unwrap();
-    assert!(read_to_close(&mut slow_head, Duration::from_secs(5)).await.is_some(), "a half request head held the connection");
+    assert!(
+        read_to_close(&mut slow_head, Duration::from_secs(5)).await.is_some(),
+        "a half request head held the connection"
+    );
 
     // A trickled body: the head is complete, the body never arrives. 408 with the error body.
     let mut slow_body = TcpStream::connect(&addr).await.unwrap();
@@ -44,7 +47,8 @@ async fn slow_clients_are_cut_off_and_connections_are_capped() {
         "POST /v1/telemetry HTTP/1.1\r\nHost: flightline\r\nX-Api-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n[{{\"ts\":"
     );
     slow_body.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_to_close(&mut slow_body, Duration::from_secs(10)).await.expect("the trickled request was never answered");
+    let answer =
+        read_to_close(&mut slow_body, Duration::from_secs(10)).await.expect("the trickled request was never answered");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
 
@@ -60,7 +64,8 @@ async fn slow_clients_are_cut_off_and_connections_are_capped() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "a connection beyond the cap was served at once");
     // … and is served once the idle ones are cut off by the header timeout.
-    let status = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiting client was never served");
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiting client was never served");
     assert_eq!(status.unwrap().unwrap(), 200);
     drop(idle);
 

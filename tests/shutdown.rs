@@ -19,7 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn packets(start_ms: i64, from: i64, count: i64) -> serde_json::Value {
-    json!((from..from + count).map(|i| json!({"ts": start_ms + 10 * i, "throttle": 0.5, "voltage": 22.0})).collect::<Vec<_>>())
+    json!((from..from + count)
+        .map(|i| json!({"ts": start_ms + 10 * i, "throttle": 0.5, "voltage": 22.0}))
+        .collect::<Vec<_>>())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +58,13 @@ async fn sigterm_ends_open_streams_and_drains_within_the_deadline() {
         .map(|batch| {
             let (api, key) = (api.clone(), key.clone());
             tokio::spawn(async move {
-                let response = api.http.post(api.at("/v1/telemetry")).header("x-api-key", &key).json(&packets(start_ms, batch * 100, 100)).send().await;
+                let response = api
+                    .http
+                    .post(api.at("/v1/telemetry"))
+                    .header("x-api-key", &key)
+                    .json(&packets(start_ms, batch * 100, 100))
+                    .send()
+                    .await;
                 matches!(response, Ok(r) if r.status() == 201)
             })
         })
@@ -67,7 +75,8 @@ async fn sigterm_ends_open_streams_and_drains_within_the_deadline() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
 
     // The SSE stream ends (the body completes) instead of holding the server open.
-    let ended = tokio::time::timeout(Duration::from_secs(10), async { while let Ok(Some(_)) = sse.chunk().await {} }).await;
+    let ended =
+        tokio::time::timeout(Duration::from_secs(10), async { while let Ok(Some(_)) = sse.chunk().await {} }).await;
     assert!(ended.is_ok(), "the SSE stream was still open 10 s after SIGTERM");
 
     // The WebSocket gets a close frame ("going away").

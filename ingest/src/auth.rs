@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use credentials::limits::retry_after_secs;
 use crate::AppState;
+use credentials::limits::retry_after_secs;
 
 pub async fn authenticate(state: &AppState, api_key: Option<&str>, client: Option<IpAddr>) -> Result<Uuid, ApiError> {
     let blocked = client.and_then(|ip| state.auth_failures.empty_for(ip));

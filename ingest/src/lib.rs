@@ -34,8 +34,8 @@ pub use openapi::openapi;
 pub use order::TsOrder;
 pub use publish::Publisher;
 
-use error::ApiError;
 use credentials::limits::{AuthFailures, Buckets};
+use error::ApiError;
 use order::OrderError;
 
 /// Tunables of the ingest role (the binary fills them from its settings).

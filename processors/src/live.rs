@@ -8,7 +8,6 @@
 //! the key's lifetime are skipped: after downtime the group does not replay stale history into
 //! the live view (it would have expired anyway).
 
-
 use redis::aio::ConnectionManager;
 use redis::Script;
 use schemas::TelemetryRecord;

@@ -270,8 +270,10 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
                 return Ok(());
             }
             let group = config.group_id.clone();
-            metrics::counter!("flightline_processor_messages_total", "group" => group.clone()).increment(handled as u64);
-            metrics::histogram!("flightline_processor_batch_seconds", "group" => group).record(started.elapsed().as_secs_f64());
+            metrics::counter!("flightline_processor_messages_total", "group" => group.clone())
+                .increment(handled as u64);
+            metrics::histogram!("flightline_processor_batch_seconds", "group" => group)
+                .record(started.elapsed().as_secs_f64());
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &next_offsets {
@@ -326,7 +328,11 @@ async fn handle_batch<P: Processor>(
                         .expect("every decoded message has its raw message");
                     dead_letter(config, dlq, source, DeadLetterKind::Rejected, &error.to_string()).await?;
                     // Still apply the part's offsets (the processor stores them), without the message.
-                    parts.push_front(Batch { topic: part.topic, messages: Vec::new(), next_offsets: part.next_offsets });
+                    parts.push_front(Batch {
+                        topic: part.topic,
+                        messages: Vec::new(),
+                        next_offsets: part.next_offsets,
+                    });
                 } else {
                     let (first, second) = part.split();
                     parts.push_front(second);

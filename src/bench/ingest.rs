@@ -81,8 +81,9 @@ pub async fn bench_ingest(
     let period = Duration::from_secs_f64((batch as f64 / options.hz).clamp(0.01, 1.0));
     let mut keys = Vec::with_capacity(options.drones as usize);
     for index in 0..options.drones {
-        let (_, key) =
-            credentials::create_drone(pool, &format!("bench-{index}"), None).await.context("registering bench drones")?;
+        let (_, key) = credentials::create_drone(pool, &format!("bench-{index}"), None)
+            .await
+            .context("registering bench drones")?;
         keys.push(key);
     }
     let http = reqwest::Client::builder()
@@ -180,7 +181,13 @@ impl Drone {
 
     fn pacing(&self) -> Pacing {
         // A minute in the air, then the ground idle: the bench drones fly real flights.
-        Pacing { epoch_us: self.started_epoch_us(), sent: 0, sends: 0, done: false, airframe: sim::Airframe::new(self.index, 60.0) }
+        Pacing {
+            epoch_us: self.started_epoch_us(),
+            sent: 0,
+            sends: 0,
+            done: false,
+            airframe: sim::Airframe::new(self.index, 60.0),
+        }
     }
 
     fn started_epoch_us(&self) -> i64 {

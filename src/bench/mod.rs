@@ -42,7 +42,9 @@ pub async fn run(command: BenchCommand, settings: &Settings, shutdown: Cancellat
             runtime::migrate(&pool).await?;
             serde_json::to_string(&analytics::bench_analytics(&pool, options).await?)?
         }
-        BenchCommand::Store(options) => serde_json::to_string(&store::bench_store(&settings.database_url, options).await?)?,
+        BenchCommand::Store(options) => {
+            serde_json::to_string(&store::bench_store(&settings.database_url, options).await?)?
+        }
     };
     println!("{report}");
     Ok(())

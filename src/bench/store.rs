@@ -303,8 +303,9 @@ fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Col
         .iter()
         .enumerate()
         .map(|(index, chunk)| {
-            let retried =
-                (retried_every > 0 && index > 0 && index % retried_every == 0).then(|| chunks[index - 1].last()).flatten();
+            let retried = (retried_every > 0 && index > 0 && index % retried_every == 0)
+                .then(|| chunks[index - 1].last())
+                .flatten();
             Columns::from_messages(chunk.iter().chain(retried))
         })
         .collect()

@@ -44,7 +44,6 @@ pub struct SimulateReport {
     pub seconds: f64,
 }
 
-
 pub async fn simulate(
     pool: &PgPool,
     options: &SimulateOptions,

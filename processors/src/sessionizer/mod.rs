@@ -81,15 +81,7 @@ impl SessionizerProcessor {
     ) -> Result<Self> {
         let offsets = OffsetKey::new(group_id, &topics.telemetry);
         let seeds = offsets.seeds(&pool).await?;
-        Ok(Self {
-            pool,
-            offsets,
-            flights_topic: topics.flights,
-            producer,
-            rule,
-            partitions: HashMap::new(),
-            seeds,
-        })
+        Ok(Self { pool, offsets, flights_topic: topics.flights, producer, rule, partitions: HashMap::new(), seeds })
     }
 
     /// The partition's state: in memory, else its snapshot, else empty.
