@@ -1,4 +1,5 @@
-//! Rough per-item timings of the hot paths of the wire contract.
+//! Rough per-item timings of the hot paths of the wire contract, on packets of the `sim` airframe
+//! (the generator every bench uses).
 //!
 //! `cargo run --release -p schemas --example bench --features generic` (single-threaded; one
 //! core). The `generic` feature compiles apache-avro's generic codec, the baseline.
@@ -9,17 +10,6 @@ use std::time::Instant;
 use schemas::avro::generic;
 use schemas::{decode_telemetry, encode_telemetry, parse_batch, TelemetryRecord};
 use uuid::Uuid;
-
-/// A 50 Hz packet like those of shared/data/flights (all nine fields, one extra value).
-fn packet_json(index: usize) -> String {
-    let ms = 1_777_636_800_000 + index as u64 * 20;
-    let (secs, millis) = (ms / 1000 % 60, ms % 1000);
-    format!(
-        r#"{{"ts": "2026-05-01T12:{:02}:{secs:02}.{millis:03}Z", "throttle": 0.4213, "voltage": 22.812, "current": 31.52, "mah_drawn": {}, "rssi": 87, "position": [12.113, -3.402, 25.017], "gps": {{"lat": 47.3977421, "lon": 8.5455942, "alt_m": 488.12}}, "velocity": [4.21, 0.13, -0.31], "attitude": [2.51, -8.13, 123.04], "extra": {{"source": "px4-ulog"}}}}"#,
-        ms / 60_000 % 60,
-        index * 3
-    )
-}
 
 fn time(label: &str, items: usize, mut run: impl FnMut()) {
     // Warm up, then take the best of five rounds.
@@ -39,10 +29,18 @@ fn time(label: &str, items: usize, mut run: impl FnMut()) {
 
 fn main() {
     let now_us = 1_777_640_000_000_000;
-    let bodies: Vec<Vec<u8>> = (0..20)
-        .map(|batch| {
-            let packets: Vec<String> = (0..500).map(|index| packet_json(batch * 500 + index)).collect();
-            format!("[{}]", packets.join(",")).into_bytes()
+    // 10 000 packets of the `sim` airframe at 50 Hz (every field, `extra` included), 500 a body.
+    let flight = sim::flight(0, 50.0, 10_000);
+    let start_us = now_us - 300_000_000;
+    let bodies: Vec<Vec<u8>> = flight
+        .chunks(500)
+        .enumerate()
+        .map(|(batch, samples)| {
+            let mut body = Vec::new();
+            let first = batch as i64 * 500;
+            let timed = samples.iter().enumerate().map(|(n, sample)| (start_us + (first + n as i64) * 20_000, sample));
+            sim::Sample::write_batch(timed, &mut body);
+            body
         })
         .collect();
     let packets = bodies.len() * 500;
