@@ -45,3 +45,32 @@ async fn health_metrics_openapi_and_docs_are_served() {
     drop(child);
     deployment.cleanup().await;
 }
+
+/// Credentials in URLs (`?access_token=` for EventSource) and API keys never reach the process's
+/// log, even at the most verbose level an operator would run (`debug`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_keys_never_appear_in_the_log() {
+    let deployment = common::Deployment::new().await;
+    let log = std::env::temp_dir().join(format!("flightline-log-{}.txt", uuid::Uuid::new_v4()));
+    let child = deployment.start_logged(&[("RUST_LOG", "debug")], Some(&log)).await;
+    let api = &deployment.api;
+    let user = api.user().await;
+    let (drone_id, key) = api.drone(&user, "log-hygiene").await;
+    let stream = format!("/v1/drones/{drone_id}/live/stream?access_token={}", user.token);
+    let response = api.http.get(api.at(&stream)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let bad = api.http.get(api.at("/v1/live/stream?access_token=not-a-real-token-abcdef")).send().await.unwrap();
+    assert_eq!(bad.status(), 401);
+    let body = serde_json::json!([testkit::packet_at(testkit::past_ms(), 0.5)]);
+    assert_eq!(api.post_telemetry(&key, &body).await.status(), 201);
+    assert_eq!(api.post_telemetry("fl_000000000000_wrong", &body).await.status(), 401);
+    drop(child);
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(written.contains("DEBUG") || written.contains("INFO"), "the log was not captured: {written}");
+    for secret in [user.token.as_str(), "not-a-real-token-abcdef", key.as_str(), "fl_000000000000_wrong"] {
+        assert!(!written.contains(secret), "a credential is in the log");
+    }
+    let _ = std::fs::remove_file(&log);
+    deployment.cleanup().await;
+}

@@ -235,17 +235,25 @@ impl Deployment {
 
     /// [`Deployment::start`] with more environment (configuration) for the process.
     pub async fn start_with(&self, env: &[(&str, &str)]) -> tokio::process::Child {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
+        self.start_logged(env, None).await
+    }
+
+    /// [`Deployment::start_with`], the process's log (stderr) going to `log` when given.
+    pub async fn start_logged(&self, env: &[(&str, &str)], log: Option<&std::path::Path>) -> tokio::process::Child {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"));
+        command
             .arg("all")
-            .envs(env.iter().copied())
             .env("DATABASE_URL", &self.db.url)
             .env("FLIGHTLINE_HTTP_ADDR", &self.addr)
             .env("FLIGHTLINE_TOPIC_PREFIX", &self.prefix)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn flightline all");
+            .kill_on_drop(true);
+        if let Some(log) = log {
+            command.stderr(std::fs::File::create(log).expect("log file"));
+        }
+        let mut child = command.spawn().expect("spawn flightline all");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(response) = self.api.http.get(self.api.at("/readyz")).send().await {
