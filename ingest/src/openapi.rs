@@ -15,7 +15,7 @@ use crate::routes::{telemetry, telemetry_ws};
 #[openapi(
     info(title = "Flightline ingest API", description = "Telemetry in: HTTP batches and WebSocket streams (CONTRACT.md §1–2)."),
     paths(telemetry::post, telemetry_ws::upgrade),
-    components(schemas(PacketDoc, GpsDoc, Ingested, ErrorDoc, FieldErrorDoc)),
+    components(schemas(PacketDoc, TsDoc, GpsDoc, Ingested, ErrorDoc, FieldErrorDoc)),
     modifiers(&ApiKeyScheme),
     tags((name = "ingest", description = "drones send telemetry; acknowledged only once it is in Kafka")),
 )]
@@ -39,11 +39,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// A telemetry packet (CONTRACT.md §1). Unknown keys are rejected.
 #[derive(ToSchema)]
 #[schema(as = TelemetryPacket)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PacketDoc {
     /// RFC 3339 timestamp (any offset) or integer epoch milliseconds; strictly increasing per
     /// drone; at most 60 s ahead of the server clock.
-    #[schema(value_type = String, example = "2026-05-01T12:00:00.020Z")]
-    ts: String,
+    #[schema(example = "2026-05-01T12:00:00.020Z")]
+    ts: TsDoc,
     /// 0.0–1.0.
     #[schema(minimum = 0.0, maximum = 1.0)]
     throttle: f64,
@@ -60,15 +61,30 @@ pub(crate) struct PacketDoc {
     #[schema(minimum = -200, maximum = 1023)]
     rssi: Option<i32>,
     /// [x, y, z] metres, local ENU frame (z up).
+    #[schema(min_items = 3, max_items = 3)]
     position: Option<[f64; 3]>,
     gps: Option<GpsDoc>,
     /// [vx, vy, vz] m/s, same frame as position.
+    #[schema(min_items = 3, max_items = 3)]
     velocity: Option<[f64; 3]>,
     /// [roll, pitch, yaw] degrees.
+    #[schema(min_items = 3, max_items = 3)]
     attitude: Option<[f64; 3]>,
     /// Flat object of string / number / boolean values; ≤ 32 keys, ≤ 4 KiB as compact JSON.
     #[schema(value_type = Option<Object>)]
     extra: Option<BTreeMap<String, String>>,
+}
+
+/// A packet's `ts`: RFC 3339 text (any offset), or integer epoch milliseconds.
+#[derive(ToSchema)]
+#[schema(as = Timestamp)]
+#[serde(untagged)]
+pub(crate) enum TsDoc {
+    /// e.g. `2026-05-01T12:00:00.020Z` or `2026-05-01T14:00:00.020+02:00`.
+    #[schema(format = DateTime)]
+    Rfc3339(String),
+    /// Milliseconds since 1970-01-01T00:00:00Z, ≥ 0.
+    EpochMillis(i64),
 }
 
 /// A WGS-84 position.

@@ -1,7 +1,8 @@
 //! Axum's extractors with their rejections turned into [`ApiError`], so a malformed body, query
 //! string or path answers the contract's error body like every other error.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -23,6 +24,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
+    ApiError::InvalidRequest(rejection.body_text().to_lowercase())
+}
+
+/// The raw body (`Bytes`) answering 400 `invalid_request` when it cannot be read — over axum's
+/// 2 MiB default limit, or a broken stream — as [`ApiJson`] does, instead of axum's plain-text
+/// rejection (a text/plain 413 without the contract's error body).
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(ApiBytes(bytes)),
+            Err(rejection) => Err(bytes_rejection(rejection)),
+        }
+    }
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> ApiError {
     ApiError::InvalidRequest(rejection.body_text().to_lowercase())
 }
 

@@ -26,7 +26,7 @@ pub struct Credentials {
     #[schema(example = "pilot@example.com")]
     pub email: String,
     /// At least 8 characters.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8)]
     pub password: String,
 }
 
@@ -142,11 +142,17 @@ pub async fn token(
 
 /// The user whose email and password these are.
 async fn check_login(state: &QueryState, body: Credentials) -> Result<Uuid> {
-    let row: Option<(Uuid, String)> =
+    // No registered email holds U+0000 (signup refuses control characters), and PostgreSQL
+    // cannot even compare text holding it (a 500): such an email is unknown, answered like any
+    // other unknown email (the dummy hash is still verified, the failure still counted).
+    let row: Option<(Uuid, String)> = if body.email.contains('\0') {
+        None
+    } else {
         sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
             .bind(&body.email)
             .fetch_optional(&state.pool)
-            .await?;
+            .await?
+    };
     let (user_id, stored) = match row {
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),

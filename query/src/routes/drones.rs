@@ -46,8 +46,8 @@ pub struct ApiKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDrone {
-    /// 1–100 characters.
-    #[schema(example = "quad-7")]
+    /// 1–100 characters (surrounding whitespace is trimmed), no U+0000.
+    #[schema(example = "quad-7", min_length = 1, max_length = 100)]
     pub name: String,
 }
 
@@ -93,7 +93,7 @@ pub async fn list(State(state): State<QueryState>, user: AuthUser) -> Result<Jso
     request_body = NewDrone,
     responses(
         (status = 201, description = "the drone and its API key", body = CreatedDrone),
-        (status = 400, description = "missing or invalid name", body = ErrorBody),
+        (status = 400, description = "missing or invalid name (1–100 characters, no U+0000)", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
     )
 )]
@@ -105,6 +105,10 @@ pub async fn create(
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::invalid(format!("name must have 1 to {MAX_NAME_CHARS} characters")));
+    }
+    // PostgreSQL cannot store U+0000 in text: without this the insert fails with a 500.
+    if name.contains('\0') {
+        return Err(ApiError::invalid("name must not contain U+0000"));
     }
     let (drone_id, api_key) = credentials::create_drone(&state.pool, name, Some(user.user_id)).await?;
     let drone = owned_drone(&state.pool, user.user_id, drone_id).await?;

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody, Result};
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::{ApiBytes, ApiPath, ApiQuery};
 use crate::routes::drones::owned_drone;
 use crate::{format_time, QueryState};
 
@@ -102,8 +102,10 @@ pub struct RecomputeBody {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// ≥ 0, default 0.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -113,6 +115,7 @@ pub struct DetailParams {
     /// `telemetry` adds the downsampled raw points.
     pub include: Option<String>,
     /// 2–20000, default 2000: the most points `telemetry` holds.
+    #[param(minimum = 2, maximum = 20000)]
     pub max_points: Option<i64>,
 }
 
@@ -449,7 +452,7 @@ pub async fn csv(
     request_body(content = Option<RecomputeBody>, description = "optional; may be empty"),
     responses(
         (status = 202, description = "the request is on the log", body = RecomputeAccepted),
-        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 400, description = "malformed body, or a body over 2 MiB", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 404, description = "not a flight of the caller's drones", body = ErrorBody),
         (status = 503, description = "Kafka did not acknowledge; retry after Retry-After seconds", body = ErrorBody),
@@ -459,7 +462,7 @@ pub async fn recompute(
     State(state): State<QueryState>,
     user: AuthUser,
     ApiPath(flight_id): ApiPath<Uuid>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<(StatusCode, Json<RecomputeAccepted>)> {
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None

@@ -62,7 +62,9 @@ impl StreamParams {
         if !(max_hz > 0.0 && max_hz <= MAX_HZ_LIMIT) {
             return Err(ApiError::invalid(format!("max_hz must be > 0 and <= {MAX_HZ_LIMIT}")));
         }
-        Ok(Some(Duration::from_secs_f64(1.0 / max_hz)))
+        // A tiny max_hz (1e-300) is an interval no Duration holds (`from_secs_f64` panics, which
+        // dropped the connection without an answer): it means "once, then never again".
+        Ok(Some(Duration::try_from_secs_f64(1.0 / max_hz).unwrap_or(Duration::MAX)))
     }
 }
 
@@ -297,13 +299,16 @@ impl Reader {
                 let mut best: Option<(u64, Uuid)> = None;
                 for (drone_id, (arrival, _)) in &inner.pending {
                     let due = match (self.min_interval, self.last_sent.get(drone_id)) {
-                        (Some(interval), Some(sent)) => *sent + interval,
-                        _ => now,
+                        // None: further away than an Instant reaches (a tiny max_hz), i.e. never.
+                        (Some(interval), Some(sent)) => sent.checked_add(interval),
+                        _ => Some(now),
                     };
-                    if due > now {
-                        wake_at = Some(wake_at.map_or(due, |at| at.min(due)));
-                    } else if best.is_none_or(|(oldest, _)| *arrival < oldest) {
-                        best = Some((*arrival, *drone_id));
+                    match due {
+                        Some(due) if due > now => wake_at = Some(wake_at.map_or(due, |at| at.min(due))),
+                        Some(_) if best.is_none_or(|(oldest, _)| *arrival < oldest) => {
+                            best = Some((*arrival, *drone_id));
+                        }
+                        Some(_) | None => {}
                     }
                 }
                 if let Some((_, drone_id)) = best {
@@ -314,12 +319,16 @@ impl Reader {
                     }
                     return Some((drone_id, payload));
                 }
-                if inner.closed && inner.pending.is_empty() {
+                // Closed, and nothing pending will ever be due: done.
+                if inner.closed && wake_at.is_none() {
                     return None;
                 }
             }
             match wake_at {
                 Some(at) => {
+                    // Wake at least hourly: the loop decides again, and the timer is never asked
+                    // for a deadline centuries away (near Instant's end tokio's arithmetic panics).
+                    let at = at.min(now + Duration::from_secs(3600));
                     tokio::select! {
                         _ = self.slots.changed.notified() => {}
                         _ = tokio::time::sleep_until(at) => {}
@@ -368,5 +377,23 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(200));
         assert_eq!(reader.next().await, Some((a, "a3".into())));
         assert!(start.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_tiny_max_hz_sends_once_per_drone_and_then_never() {
+        // Found by fuzzing: max_hz=1e-300 panicked in Duration::from_secs_f64.
+        for max_hz in [1e-300, 5e-324, 1.08e-19] {
+            let params = StreamParams { max_hz: Some(max_hz), access_token: None };
+            let mut reader = reader(params.min_interval().unwrap());
+            let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+            reader.slots.put(a, "a1".into());
+            assert_eq!(reader.next().await, Some((a, "a1".into())));
+            reader.slots.put(a, "a2".into());
+            reader.slots.put(b, "b1".into());
+            assert_eq!(reader.next().await, Some((b, "b1".into())));
+            // a2 is never due; once the pump is gone the stream ends instead of waiting forever.
+            reader.slots.close();
+            assert_eq!(reader.next().await, None, "max_hz={max_hz}");
+        }
     }
 }

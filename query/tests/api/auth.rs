@@ -186,3 +186,18 @@ async fn tampered_expired_and_unsigned_tokens_are_rejected() {
     assert_error(in_query, StatusCode::UNAUTHORIZED).await;
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn login_with_u0000_in_the_email_is_an_unknown_email_not_a_500() {
+    // Found by hostile-input testing (tests/api_fuzz): PostgreSQL cannot compare text holding
+    // U+0000, and the lookup failed with a 500.
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let unknown: Value = app.login("nobody@example.com", "password123").await.json().await.unwrap();
+    for email in [format!("{}\u{0}", user.email), "\u{0}".to_owned()] {
+        let response = app.login(&email, "password123").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{email:?}");
+        assert_eq!(response.json::<Value>().await.unwrap(), unknown, "{email:?}");
+    }
+    app.cleanup().await;
+}

@@ -165,3 +165,15 @@ async fn every_drone_and_flight_route_hides_other_owners_resources() {
     assert_error(app.get("/v1/flights/42", &owner.token).await, StatusCode::NOT_FOUND).await;
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn create_rejects_a_name_with_u0000() {
+    // Found by hostile-input testing (tests/api_fuzz): PostgreSQL refused the insert, a 500.
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let response = app.post("/v1/drones", &user.token, &json!({"name": "quad\u{0}7"})).await;
+    assert_eq!(assert_error(response, StatusCode::BAD_REQUEST).await, "invalid_request");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM drones").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(count, 0);
+    app.cleanup().await;
+}

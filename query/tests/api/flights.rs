@@ -260,3 +260,23 @@ async fn recompute_answers_503_when_kafka_cannot_acknowledge() {
     assert_eq!(assert_error(response, StatusCode::SERVICE_UNAVAILABLE).await, "unavailable");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn recompute_refuses_an_oversized_body_with_the_contract_error_body() {
+    // Found by hostile-input testing (tests/api_fuzz): a body over axum's 2 MiB limit was
+    // answered 413 text/plain, without the contract's error body.
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let (drone, _) = app.drone(&user, "oversized").await;
+    let flight = app.insert_flight(drone, T0, T0 + 60_000_000, None).await;
+    let response = app
+        .http
+        .post(app.at(&format!("/v1/flights/{flight}/recompute")))
+        .bearer_auth(&user.token)
+        .body(vec![b' '; 2 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_error(response, StatusCode::BAD_REQUEST).await, "invalid_request");
+    app.cleanup().await;
+}

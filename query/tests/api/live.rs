@@ -175,3 +175,21 @@ async fn idle_streams_send_keepalive_comments() {
     assert_eq!(stream.next(WAIT).await, SseItem::Comment("keepalive".into()));
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_tiny_max_hz_streams_instead_of_dropping_the_connection() {
+    // Found by hostile-input testing: 1 / max_hz overflowed Duration::from_secs_f64, whose panic
+    // dropped the connection without an answer. Such a stream sends each drone's state once.
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let (drone, _) = app.drone(&user, "patient").await;
+    for path in [format!("/v1/drones/{drone}/live/stream?max_hz=1e-300"), "/v1/live/stream?max_hz=5e-324".to_owned()] {
+        let response = app.get(&path, &user.token).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream", "{path}");
+        let mut stream = SseReader::new(response);
+        assert_eq!(publish(&app, drone, &state(drone, 1)).await, 1);
+        assert_eq!(stream.next_telemetry(WAIT).await, state(drone, 1), "{path}");
+    }
+    app.cleanup().await;
+}
