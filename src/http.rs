@@ -51,6 +51,19 @@ pub fn common_routes(readiness: Readiness, metrics: PrometheusHandle) -> Router 
         )
 }
 
+/// The contract's error body for a path no route serves (404) and a method a route does not
+/// take (405), instead of axum's empty answers.
+pub fn contract_fallbacks(router: Router) -> Router {
+    let error = |status: StatusCode, code: &'static str, message: &'static str| {
+        (status, Json(json!({ "error": code, "message": message, "details": [] }))).into_response()
+    };
+    router
+        .fallback(move || async move { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(move || async move {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+        })
+}
+
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }

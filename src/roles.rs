@@ -147,9 +147,8 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         kafka: std::sync::Arc::new(kafka.create().context("creating the Kafka client")?),
         redis,
     };
-    app = app
-        .merge(crate::http::common_routes(readiness, runtime::metrics()))
-        .layer(axum::middleware::from_fn(crate::http::track_requests));
+    app = app.merge(crate::http::common_routes(readiness, runtime::metrics()));
+    app = crate::http::contract_fallbacks(app).layer(axum::middleware::from_fn(crate::http::track_requests));
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("cannot listen on {} (FLIGHTLINE_HTTP_ADDR)", settings.http_addr))?;

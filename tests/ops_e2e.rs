@@ -74,3 +74,23 @@ async fn tokens_and_keys_never_appear_in_the_log() {
     let _ = std::fs::remove_file(&log);
     deployment.cleanup().await;
 }
+
+/// Unknown paths, wrong methods and a WebSocket route fetched without an upgrade answer with the
+/// contract's error body too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_wrong_methods_and_plain_gets_of_the_websocket_get_the_error_body() {
+    let deployment = common::Deployment::new().await;
+    let child = deployment.start().await;
+    let api = &deployment.api;
+    let missing = api.http.get(api.at("/v1/no-such-thing")).send().await.unwrap();
+    assert_eq!(testkit::assert_error(missing, reqwest::StatusCode::NOT_FOUND).await, "not_found");
+    let wrong_method = api.http.delete(api.at("/v1/telemetry")).send().await.unwrap();
+    assert_eq!(
+        testkit::assert_error(wrong_method, reqwest::StatusCode::METHOD_NOT_ALLOWED).await,
+        "method_not_allowed"
+    );
+    let plain = api.http.get(api.at("/v1/telemetry/ws")).send().await.unwrap();
+    assert_eq!(testkit::assert_error(plain, reqwest::StatusCode::BAD_REQUEST).await, "invalid_body");
+    drop(child);
+    deployment.cleanup().await;
+}

@@ -16,6 +16,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Extensions, HeaderMap};
@@ -51,10 +52,17 @@ const GOING_AWAY: u16 = 1001;
 )]
 pub async fn upgrade(
     State(state): State<AppState>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     headers: HeaderMap,
     extensions: Extensions,
 ) -> Response {
+    // A plain GET (no upgrade headers) gets the contract's error body, not axum's text.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::InvalidBody(format!("not a websocket upgrade: {rejection}")).into_response()
+        }
+    };
     let client = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let drone_id = match headers.get("x-api-key") {
         Some(value) => match state.authenticate(value.to_str().ok(), client).await {
