@@ -7,6 +7,7 @@
 #   redis     this stack's own redis-server, from the Debian package
 #
 # usage:  deploy/local/stack.sh up|down|status|topics|stop-kafka|start-kafka
+#         deploy/local/stack.sh cluster-up|cluster-down|cluster-status|cluster-{kill,stop,start} N
 #
 #   up      bring up whatever is missing and wait for it; quick when all is already up
 #   down    stop all three (gracefully, then by force)
@@ -14,6 +15,21 @@
 #   topics  create the Flightline topics that are missing (also part of `up`)
 #   stop-kafka, start-kafka
 #           stop / start only the broker (the Kafka outage test; `up` also restarts it)
+#
+# A separate 3-node cluster (KRaft, 3 combined broker+controller nodes, replication factor 3,
+# min.insync.replicas=2) on 127.0.0.1:19092-19094 (controllers 19192-19194), for the replication
+# tests; it never touches the single node above, and `up`/`down`/`status` never touch it:
+#
+#   cluster-up       start the nodes that are not running; wait until all three are unfenced
+#                    brokers and every partition's ISR is complete
+#   cluster-down     stop all three (SIGTERM to all at once; SIGKILL for a node left without
+#                    a quorum); data is kept
+#   cluster-status   one line per node; exit 0 only if all three answer
+#   cluster-kill N   kill -9 node N (1-3)
+#   cluster-stop N   stop node N gracefully (SIGTERM: controlled shutdown)
+#   cluster-start N  start node N if it is not running; wait until it is an unfenced broker
+#                    again and back in the ISR of every partition, then elect the preferred
+#                    leaders (so it leads its share of partitions again)
 #
 # env:    FLIGHTLINE_STACK_DIR   state: jars, data, logs, pid files (default <repo>/.stack)
 #         STACK_TIMEOUT          seconds to wait for each service to come up (default 120)
@@ -260,13 +276,16 @@ kafka_pid() {
 # ApiVersions v0 request (api_key 18, correlation id "FLIT", null client id) over bash's
 # /dev/tcp and checks the correlation id of the reply, so `status` needs no JVM. Brokers answer
 # ApiVersions even for versions they no longer support, so this holds across Kafka versions.
-kafka_probe() {
+# kafka_probe_at PORT does the same on another port (the nodes of the 3-broker cluster).
+kafka_probe() { kafka_probe_at "$KAFKA_PORT"; }
+
+kafka_probe_at() {
 	local reply
 	# shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash, on purpose
 	reply=$(timeout 3 bash -c '
 		exec 3<>"/dev/tcp/$0/$1" || exit 1
 		printf "\x00\x00\x00\x0a\x00\x12\x00\x00\x46\x4c\x49\x54\xff\xff" >&3
-		head -c 8 <&3 | od -An -tx1' "$HOST" "$KAFKA_PORT" 2>/dev/null) || return 1
+		head -c 8 <&3 | od -An -tx1' "$HOST" "$1" 2>/dev/null) || return 1
 	reply=${reply//[[:space:]]/}
 	[[ ${#reply} -eq 16 && ${reply:8} == 464c4954 ]]
 }
@@ -722,6 +741,357 @@ redis_down() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# kafka-cluster: three KRaft nodes on other ports, for the replication tests
+# (tests/kafka_cluster.rs). Each node is a combined broker+controller; the three form a static
+# 3-voter quorum. Same jars as the single node; nothing here touches the single node.
+
+CLUSTER_NODES=(1 2 3)
+CLUSTER_DIR=$STATE_DIR/kafka-cluster
+CLUSTER_ID_FILE=$CLUSTER_DIR/cluster.id
+CLUSTER_TOOLS_LOG=$LOG_DIR/kafka-cluster-tools.log
+# Node N: broker on CLUSTER_BROKER_BASE+N, controller on CLUSTER_CONTROLLER_BASE+N.
+CLUSTER_BROKER_BASE=19091
+CLUSTER_CONTROLLER_BASE=19191
+CLUSTER_BOOTSTRAP=$HOST:$((CLUSTER_BROKER_BASE + 1)),$HOST:$((CLUSTER_BROKER_BASE + 2)),$HOST:$((CLUSTER_BROKER_BASE + 3))
+CLUSTER_VOTERS=1@$HOST:$((CLUSTER_CONTROLLER_BASE + 1)),2@$HOST:$((CLUSTER_CONTROLLER_BASE + 2)),3@$HOST:$((CLUSTER_CONTROLLER_BASE + 3))
+
+node_dir() { echo "$CLUSTER_DIR/$1"; }
+node_props() { echo "$CLUSTER_DIR/$1/server.properties"; }
+node_pidfile() { echo "$CLUSTER_DIR/$1/kafka.pid"; }
+node_log() { echo "$LOG_DIR/kafka-cluster-$1.log"; }
+node_port() { echo $((CLUSTER_BROKER_BASE + $1)); }
+node_controller_port() { echo $((CLUSTER_CONTROLLER_BASE + $1)); }
+
+# need_node N: N is 1, 2 or 3.
+need_node() {
+	[[ ${1:-} =~ ^[1-3]$ ]] || die "expected a node number 1, 2 or 3, not '${1:-}'"
+}
+
+# Serialises cluster commands with a lock of their own, so a cluster-start waiting for the ISR
+# never holds up the single node's `up`/`down` (and the other way round).
+take_cluster_lock() {
+	mkdir -p "$CLUSTER_DIR"
+	exec 9>"$CLUSTER_DIR/.lock"
+	if ! flock -n 9; then
+		say "waiting for another stack.sh cluster command in $CLUSTER_DIR to finish ..."
+		flock -w $((STACK_TIMEOUT * 3)) 9 || die "another stack.sh still holds $CLUSTER_DIR/.lock"
+	fi
+}
+
+# cluster_libs: the single node's jars; fetched (under the single node's lock) only if missing.
+cluster_libs() {
+	local want
+	want=$(sha256sum <"$KAFKA_POM" | cut -d' ' -f1)
+	[[ -f $KAFKA_LIBS/.complete && $(<"$KAFKA_LIBS/.complete") == "$want" ]] && return 0
+	(
+		take_lock
+		kafka_libs
+	)
+}
+
+# is_node N PID: that process is node N of this state dir's cluster (same reasoning as
+# is_our_kafka: the command line, not the pid file, decides).
+is_node() {
+	pid_alive "${2:-}" && [[ $(cmdline_of "$2") == *" kafka.Kafka $(node_props "$1")"* ]]
+}
+
+# node_pid N: pid of node N, or nothing.
+node_pid() {
+	local n=$1 pid d comm
+	pid=$(read_pidfile "$(node_pidfile "$n")")
+	if is_node "$n" "$pid"; then
+		echo "$pid"
+		return 0
+	fi
+	for d in /proc/[0-9]*; do
+		comm=
+		read -r comm 2>/dev/null <"$d/comm" || continue
+		[[ $comm == java ]] || continue
+		pid=${d#/proc/}
+		if is_node "$n" "$pid"; then
+			[[ -d $(node_dir "$n") ]] && echo "$pid" >"$(node_pidfile "$n")"
+			echo "$pid"
+			return 0
+		fi
+	done
+	return 0
+}
+
+node_write_config() {
+	local n=$1
+	cat >"$(node_props "$n")" <<EOP
+# Generated by deploy/local/stack.sh at every start of this node: edit the script, not this.
+# Node $n of the local 3-node cluster: a combined broker and KRaft controller.
+process.roles=broker,controller
+node.id=$n
+listeners=PLAINTEXT://$HOST:$(node_port "$n"),CONTROLLER://$HOST:$(node_controller_port "$n")
+advertised.listeners=PLAINTEXT://$HOST:$(node_port "$n")
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+# A static quorum of the three controllers (the storage is formatted without --standalone or
+# --initial-controllers); any two of them elect the active controller.
+controller.quorum.voters=$CLUSTER_VOTERS
+log.dirs=$(node_dir "$n")/data
+
+# Production's durability: three replicas, an acks=all write needs two of them in sync, and a
+# replica that is not in sync never becomes leader (it could lack acknowledged writes).
+num.partitions=6
+default.replication.factor=3
+min.insync.replicas=2
+unclean.leader.election.enable=false
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+EOP
+}
+
+# cluster_format: formats the nodes whose log dir is not formatted yet, all with one cluster id
+# (kept in CLUSTER_ID_FILE, or taken from a node formatted earlier).
+cluster_format() {
+	local n id='' meta formatted=0
+	for n in "${CLUSTER_NODES[@]}"; do
+		[[ -f $(node_dir "$n")/data/meta.properties ]] && formatted=$((formatted + 1))
+	done
+	((formatted < ${#CLUSTER_NODES[@]})) || return 0
+	mkdir -p "$CLUSTER_DIR" "$LOG_DIR"
+	[[ -s $CLUSTER_ID_FILE ]] && id=$(<"$CLUSTER_ID_FILE")
+	if [[ -z $id ]]; then
+		for n in "${CLUSTER_NODES[@]}"; do
+			meta=$(node_dir "$n")/data/meta.properties
+			[[ -f $meta ]] && id=$(sed -n 's/^cluster\.id=//p' "$meta") && [[ -n $id ]] && break
+		done
+	fi
+	if [[ -z $id ]]; then
+		id=$(kafka_tool 120 kafka.tools.StorageTool random-uuid 2>>"$CLUSTER_TOOLS_LOG") ||
+			fail_service kafka-cluster "$CLUSTER_TOOLS_LOG" "StorageTool random-uuid failed"
+	fi
+	echo "$id" >"$CLUSTER_ID_FILE"
+	for n in "${CLUSTER_NODES[@]}"; do
+		[[ -f $(node_dir "$n")/data/meta.properties ]] && continue
+		say "kafka-cluster ... formatting node $n's storage (cluster id $id; first run only)"
+		mkdir -p "$(node_dir "$n")/data"
+		node_write_config "$n"
+		kafka_tool 120 kafka.tools.StorageTool format --ignore-formatted \
+			--cluster-id "$id" --config "$(node_props "$n")" >>"$CLUSTER_TOOLS_LOG" 2>&1 ||
+			fail_service "kafka-cluster node $n" "$CLUSTER_TOOLS_LOG" "StorageTool format failed"
+	done
+}
+
+# node_start N: starts node N in the background if it is not running; node_wait waits.
+node_start() {
+	local n=$1 port log
+	[[ -n $(node_pid "$n") ]] && return 0
+	mkdir -p "$(node_dir "$n")" "$LOG_DIR"
+	rm -f -- "$(node_pidfile "$n")"
+	for port in "$(node_port "$n")" "$(node_controller_port "$n")"; do
+		if tcp_open "$port"; then
+			die "kafka-cluster node $n: port $HOST:$port is already in use by $(port_holder "$port"), which is not node $n of $STATE_DIR. Stop it and re-run."
+		fi
+	done
+	cluster_libs
+	cluster_format
+	node_write_config "$n"
+	log=$(node_log "$n")
+	say "kafka-cluster ... starting node $n on $HOST:$(node_port "$n") (log: $log)"
+	printf '\n===== %s stack.sh: starting kafka-cluster node %s =====\n' "$(date -Is)" "$n" >>"$log"
+	# As kafka_start, with at most 512 MiB of heap: three of these share the machine.
+	(
+		cd "$(node_dir "$n")"
+		exec setsid java -server -Xms128m -Xmx512m \
+			-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+			-XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+			-XX:ErrorFile="$LOG_DIR/kafka-cluster-$n-hs_err_%p.log" -Djava.awt.headless=true \
+			-Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.xml" \
+			-Dflightline.kafka.log="$log" \
+			-cp "$KAFKA_LIBS/*" kafka.Kafka "$(node_props "$n")"
+	) >>"$log" 2>&1 9>&- </dev/null &
+	echo $! >"$(node_pidfile "$n")"
+}
+
+# node_wait N DEADLINE: until node N answers the Kafka protocol; fails fast if its JVM died.
+node_wait() {
+	local n=$1 deadline=$2
+	until kafka_probe_at "$(node_port "$n")"; do
+		[[ -n $(node_pid "$n") ]] || fail_service "kafka-cluster node $n" "$(node_log "$n")" "the node's process exited"
+		((SECONDS < deadline)) ||
+			fail_service "kafka-cluster node $n" "$(node_log "$n")" "no answer on $HOST:$(node_port "$n") within ${STACK_TIMEOUT}s (STACK_TIMEOUT)"
+		sleep 0.5
+	done
+}
+
+# cluster_not_in_sync SECONDS NODE...: prints what still keeps the cluster from being whole:
+# each NODE that is not an unfenced broker (yet), and every partition of any topic whose ISR is
+# smaller than its replica set. Prints nothing once all is in sync; fails if the admin tools
+# cannot reach the cluster within SECONDS.
+cluster_not_in_sync() {
+	local secs=$1 endpoints under n fenced=
+	shift
+	endpoints=$(kafka_tool "$secs" org.apache.kafka.tools.ClusterTool list-endpoints \
+		--include-fenced-brokers --bootstrap-server "$CLUSTER_BOOTSTRAP" 2>>"$CLUSTER_TOOLS_LOG") || return 1
+	for n in "$@"; do
+		if ! awk -v n="$n" '$1 == n && $5 == "unfenced" && $6 == "broker" { found = 1 } END { exit !found }' \
+			<<<"$endpoints"; then
+			echo "node $n is not an unfenced broker (yet)"
+			fenced=1
+		fi
+	done
+	# A fenced node is in no ISR yet: spare the second JVM (CPU is short while nodes start).
+	[[ -z $fenced ]] || return 0
+	under=$(kafka_tool "$secs" org.apache.kafka.tools.TopicCommand --bootstrap-server "$CLUSTER_BOOTSTRAP" \
+		--describe --under-replicated-partitions 2>>"$CLUSTER_TOOLS_LOG") || return 1
+	[[ -z $under ]] || printf '%s\n' "$under"
+}
+
+# cluster_wait_in_sync NODE...: until cluster_not_in_sync prints nothing, or STACK_TIMEOUT.
+cluster_wait_in_sync() {
+	local deadline=$((SECONDS + STACK_TIMEOUT)) lacking left
+	while :; do
+		left=$((deadline - SECONDS))
+		if lacking=$(cluster_not_in_sync $((left > 10 ? left : 10)) "$@"); then
+			[[ -z $lacking ]] && return 0
+		else
+			lacking="the admin tools could not reach $CLUSTER_BOOTSTRAP (see $CLUSTER_TOOLS_LOG)"
+		fi
+		if ((SECONDS >= deadline)); then
+			printf 'stack: ERROR: kafka-cluster not in sync within %ss (STACK_TIMEOUT); still:\n' "$STACK_TIMEOUT" >&2
+			head -n 20 <<<"$lacking" | sed 's/^/    /' >&2
+			exit 1
+		fi
+		sleep 1
+	done
+}
+
+# node_stop N [SIGNAL]: TERM (controlled shutdown, then SIGKILL after 60 s) or KILL (at once).
+node_stop() {
+	local n=$1 signal=${2:-TERM} pid i
+	pid=$(node_pid "$n")
+	if [[ -z $pid ]]; then
+		say "kafka-cluster ... node $n not running"
+	elif [[ $signal == KILL ]]; then
+		say "kafka-cluster ... kill -9 node $n (pid $pid)"
+		kill -KILL "$pid" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do
+			pid_alive "$pid" || break
+			sleep 0.1
+		done
+		pid_alive "$pid" && die "kafka-cluster node $n (pid $pid) survived SIGKILL"
+	else
+		say "kafka-cluster ... stopping node $n (pid $pid; controlled shutdown)"
+		stop_pid "kafka-cluster node $n" "$pid" 60
+	fi
+	rm -f -- "$(node_pidfile "$n")"
+}
+
+cmd_cluster_up() {
+	local t0=$SECONDS deadline=$((SECONDS + STACK_TIMEOUT)) n
+	for n in "${CLUSTER_NODES[@]}"; do
+		node_start "$n"
+	done
+	for n in "${CLUSTER_NODES[@]}"; do
+		node_wait "$n" "$deadline"
+	done
+	say "kafka-cluster ... nodes answer; waiting until all three are unfenced brokers and every partition is in sync"
+	cluster_wait_in_sync "${CLUSTER_NODES[@]}"
+	cluster_elect_preferred
+	say "kafka-cluster ready in $((SECONDS - t0))s: KAFKA_BROKERS=$CLUSTER_BOOTSTRAP"
+}
+
+# cluster_elect_preferred: moves every partition's leadership back to its preferred replica (the
+# first of its replica list), as auto.leader.rebalance.enable would within 5 minutes. After a
+# restart the node leads its share of the partitions again, so the next fault hits leaders too.
+cluster_elect_preferred() {
+	local out
+	if ! out=$(kafka_tool 60 org.apache.kafka.tools.LeaderElectionCommand --bootstrap-server "$CLUSTER_BOOTSTRAP" \
+		--election-type PREFERRED --all-topic-partitions 2>&1); then
+		warn "kafka-cluster: preferred leader election failed (leaders stay where they are): ${out:0:400}"
+	fi
+	printf '%s\n' "$out" >>"$CLUSTER_TOOLS_LOG"
+}
+
+# cmd_cluster_down: SIGTERM to all nodes at once: each broker's controlled shutdown needs an
+# active controller, so the nodes must go while the quorum (two of three) is still there. A node
+# left alone once the others have gone cannot complete it and would wait minutes: 5 s after the
+# cluster lost its quorum it gets SIGKILL (its logs are recovered at the next start). SIGKILL
+# for anything left 60 s after SIGTERM.
+cmd_cluster_down() {
+	local n pid i alive lost_at=
+	local -a pids=()
+	for n in "${CLUSTER_NODES[@]}"; do
+		pid=$(node_pid "$n")
+		if [[ -z $pid ]]; then
+			say "kafka-cluster ... node $n not running"
+			continue
+		fi
+		say "kafka-cluster ... stopping node $n (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		pids+=("$pid")
+	done
+	for ((i = 0; i < 600; i++)); do
+		alive=0
+		for pid in "${pids[@]}"; do
+			pid_alive "$pid" && alive=$((alive + 1))
+		done
+		((alive > 0)) || break
+		if ((alive == 1)); then
+			lost_at=${lost_at:-$i}
+			if ((i - lost_at >= 50)); then
+				for pid in "${pids[@]}"; do
+					if pid_alive "$pid"; then
+						say "kafka-cluster ... pid $pid is the last node: no quorum left for its controlled shutdown; SIGKILL"
+						kill -KILL "$pid" 2>/dev/null || true
+					fi
+				done
+			fi
+		fi
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		if pid_alive "$pid"; then
+			warn "kafka-cluster node (pid $pid) still running 60s after SIGTERM; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+			for ((i = 0; i < 100; i++)); do
+				pid_alive "$pid" || break
+				sleep 0.1
+			done
+		fi
+	done
+	for n in "${CLUSTER_NODES[@]}"; do
+		rm -f -- "$(node_pidfile "$n")"
+	done
+}
+
+cmd_cluster_start() {
+	local n=$1 t0=$SECONDS
+	node_start "$n"
+	node_wait "$n" $((SECONDS + STACK_TIMEOUT))
+	say "kafka-cluster ... node $n answers; waiting until it is an unfenced broker and back in every ISR"
+	cluster_wait_in_sync "$n"
+	cluster_elect_preferred
+	say "kafka-cluster ... node $n in sync after $((SECONDS - t0))s (preferred leaders elected)"
+}
+
+cmd_cluster_status() {
+	local rc=0 n pid port
+	for n in "${CLUSTER_NODES[@]}"; do
+		port=$(node_port "$n")
+		pid=$(node_pid "$n")
+		if kafka_probe_at "$port"; then
+			status_line "kafka-$n" 0 "$HOST:$port" "${pid:+pid $pid}"
+		else
+			status_line "kafka-$n" 1 "$HOST:$port" "${pid:+pid $pid, starting or stuck}"
+			rc=1
+		fi
+	done
+	return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
 # commands
 
 cmd_up() {
@@ -810,6 +1180,24 @@ main() {
 		take_lock
 		kafka_start
 		kafka_wait
+		;;
+	cluster-up)
+		take_cluster_lock
+		cmd_cluster_up
+		;;
+	cluster-down)
+		take_cluster_lock
+		cmd_cluster_down
+		;;
+	cluster-status) cmd_cluster_status ;;
+	cluster-kill | cluster-stop | cluster-start)
+		need_node "${2:-}"
+		take_cluster_lock
+		case $1 in
+		cluster-kill) node_stop "$2" KILL ;;
+		cluster-stop) node_stop "$2" TERM ;;
+		cluster-start) cmd_cluster_start "$2" ;;
+		esac
 		;;
 	-h | --help | help) usage ;;
 	*)
