@@ -28,10 +28,6 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-bin=$root/target/debug/flightline
-admin_url=${DATABASE_URL:-postgres://flightline:flightline@127.0.0.1:5432/flightline}
-kafka_libs=${FLIGHTLINE_STACK_DIR:-$root/.stack}/kafka/libs
-brokers=${KAFKA_BROKERS:-127.0.0.1:9092}
 schemathesis_version=4.32.5
 max_examples=${API_FUZZ_MAX_EXAMPLES:-150}
 seed=${API_FUZZ_SEED:-$((RANDOM * 32768 + RANDOM))}
@@ -39,6 +35,8 @@ t0=$SECONDS
 
 say() { printf 'api-fuzz: %s\n' "$*"; }
 die() { printf 'api-fuzz: FAILED: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/lib/deployment.sh
+source "$root/tests/lib/deployment.sh"
 
 # ---- prerequisites -----------------------------------------------------------------------
 installed=$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)
@@ -53,35 +51,7 @@ fi
   || die "the local stack (Kafka, PostgreSQL, Redis) is not up"
 
 # ---- an isolated deployment ----------------------------------------------------------------
-run_id=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
-db_name=flfuzz_$run_id
-prefix=flfuzz.$run_id.
-db_url=${admin_url%/*}/$db_name
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-addr=127.0.0.1:$port
-base_url=http://$addr
-work=$(mktemp -d)
-log=$work/flightline.log
-all_pid=
-db_created=
-topics_created=
-
-kafka_tool() {
-  timeout --kill-after=5 45 java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-    -cp "$kafka_libs/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$brokers" "$@"
-}
-
-stop_pid() { # SIGTERM, then wait up to 20 s, then SIGKILL
-  local pid=$1 name=$2
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "$name did not stop within 20 s of SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
+deployment_init fuzz
 
 cleanup() {
   local status=$?
@@ -100,13 +70,7 @@ cleanup() {
       echo "----" >&2
     fi
   fi
-  if [[ -n $db_created ]]; then
-    psql "$admin_url" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)" >/dev/null 2>&1 \
-      || say "could not drop database $db_name"
-  fi
-  if [[ -n $topics_created ]]; then
-    kafka_tool --delete --if-exists --topic "${prefix//./\\.}.*" >/dev/null 2>&1 || say "could not delete topics $prefix*"
-  fi
+  deployment_drop
   if [[ $status -eq 0 && -z ${KEEP_LOGS:-} ]]; then rm -rf "$work"; else say "work directory kept: $work"; fi
   say "$([[ $status -eq 0 ]] && echo passed || echo FAILED) in $((SECONDS - t0)) s"
   exit "$status"
@@ -114,25 +78,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "database $db_name, topics $prefix*, $base_url"
-topics_created=1
-for topic in telemetry.v1 flights.v1 telemetry.dlq; do
-  kafka_tool --create --if-not-exists --topic "$prefix$topic" --partitions 3 --replication-factor 1 >"$work/topic-$topic.log" 2>&1 &
-done
-psql "$admin_url" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db_name\"" >/dev/null || die "cannot create database $db_name"
-db_created=1
-for job in $(jobs -p); do wait "$job" || { cat "$work"/topic-*.log >&2; die "cannot create topics $prefix*"; }; done
-
-export DATABASE_URL=$db_url FLIGHTLINE_HTTP_ADDR=$addr FLIGHTLINE_TOPIC_PREFIX=$prefix
-export RUST_LOG=${RUST_LOG:-warn}
-"$bin" all >"$log" 2>&1 &
-all_pid=$!
-deadline=$((SECONDS + 45))
-until curl -fsS "$base_url/readyz" >/dev/null 2>&1; do
-  kill -0 "$all_pid" 2>/dev/null || die "flightline all exited during start-up"
-  ((SECONDS < deadline)) || die "flightline all not ready on $base_url/readyz after 45 s"
-  sleep 0.3
-done
+deployment_start
 say "flightline all ready after $((SECONDS - t0)) s"
 
 # A user, their token, and a drone whose key schemathesis sends with every request.
@@ -245,11 +191,19 @@ read -r -a extra_args <<<"${API_FUZZ_ARGS:-}"
 schemathesis_args+=("${extra_args[@]}")
 set +e
 # As a module: pip's script directory need not be on PATH.
-(cd "$work" && timeout --kill-after=10 150 python3 -m schemathesis.cli "${schemathesis_args[@]}")
-fuzz_status=$?
+(cd "$work" && timeout --kill-after=10 150 python3 -m schemathesis.cli "${schemathesis_args[@]}") | tee "$work/schemathesis.out"
+fuzz_status=${PIPESTATUS[0]}
 set -e
+# Schemathesis closes with a pytest-like line that need not count tests; close with the plain
+# "N passed, N failed" of its test cases instead.
+cases=$(grep -Eo '[0-9]+ generated, [0-9]+ passed' "$work/schemathesis.out" | tail -n 1 || true)
+generated=$(cut -d' ' -f1 <<<"$cases")
+passed=$(cut -d' ' -f3 <<<"$cases")
 case $fuzz_status in
-  0) say "schemathesis found no failure" ;;
+  0)
+    say "schemathesis found no failure"
+    if [[ -n $passed ]]; then printf 'api-fuzz: %s passed, %s failed\n' "$passed" "$((generated - passed))"; fi
+    ;;
   124) die "schemathesis ran out of time (150 s)" ;;
   *) die "schemathesis found failures (exit $fuzz_status; reproduce with API_FUZZ_SEED=$seed; report: $work/report)" ;;
 esac

@@ -24,17 +24,15 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-bin=$root/target/debug/flightline
 mode=${BROWSER_FLIGHTS:-real}
 seed_after=${FLIGHT_SEED_AFTER_S:-45}
-admin_url=${DATABASE_URL:-postgres://flightline:flightline@127.0.0.1:5432/flightline}
-kafka_libs=${FLIGHTLINE_STACK_DIR:-$root/.stack}/kafka/libs
-brokers=${KAFKA_BROKERS:-127.0.0.1:9092}
 chromium=${CHROMIUM:-/usr/bin/chromium}
 t0=$SECONDS
 
 say() { printf 'browser: %s\n' "$*"; }
 die() { printf 'browser: FAILED: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/lib/deployment.sh
+source "$root/tests/lib/deployment.sh"
 case $mode in real | auto) ;; *) die "BROWSER_FLIGHTS must be real or auto, not $mode" ;; esac
 
 # ---- prerequisites -----------------------------------------------------------------------
@@ -54,37 +52,9 @@ fi
 # From here on the run is bounded: about 3 minutes (BUDGET_S) however slow the machine is.
 budget=${BUDGET_S:-170}
 t_budget=$SECONDS
-run_id=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
-db_name=flbrowser_$run_id
-prefix=flbrowser.$run_id.
-db_url=${admin_url%/*}/$db_name
-port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
-addr=127.0.0.1:$port
-base_url=http://$addr
-work=$(mktemp -d)
-log=$work/flightline.log
-all_pid=
+deployment_init browser
 sim_pid=
 seeder_pid=
-db_created=
-topics_created=
-
-kafka_tool() {
-  timeout --kill-after=5 45 java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-    -cp "$kafka_libs/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$brokers" "$@"
-}
-
-stop_pid() { # SIGTERM, then wait up to 20 s, then SIGKILL
-  local pid=$1 name=$2
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "$name did not stop within 20 s of SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$?
@@ -97,13 +67,7 @@ cleanup() {
     tail -n 40 "$log" >&2
     echo "----" >&2
   fi
-  if [[ -n $db_created ]]; then
-    psql "$admin_url" -qAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)" >/dev/null 2>&1 \
-      || say "could not drop database $db_name"
-  fi
-  if [[ -n $topics_created ]]; then
-    kafka_tool --delete --if-exists --topic "${prefix//./\\.}.*" >/dev/null 2>&1 || say "could not delete topics $prefix*"
-  fi
+  deployment_drop
   [[ $status -eq 0 && -z ${KEEP_LOGS:-} ]] && rm -rf "$work"
   say "$([[ $status -eq 0 ]] && echo passed || echo FAILED) in $((SECONDS - t0)) s"
   exit "$status"
@@ -111,25 +75,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "database $db_name, topics $prefix*, http://$addr"
-topics_created=1
-for topic in telemetry.v1 flights.v1 telemetry.dlq; do
-  kafka_tool --create --if-not-exists --topic "$prefix$topic" --partitions 3 --replication-factor 1 >"$work/topic-$topic.log" 2>&1 &
-done
-psql "$admin_url" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db_name\"" >/dev/null || die "cannot create database $db_name"
-db_created=1
-for job in $(jobs -p); do wait "$job" || { cat "$work"/topic-*.log >&2; die "cannot create topics $prefix*"; }; done
-
-export DATABASE_URL=$db_url FLIGHTLINE_HTTP_ADDR=$addr FLIGHTLINE_TOPIC_PREFIX=$prefix
-export RUST_LOG=${RUST_LOG:-warn}
-"$bin" all >"$log" 2>&1 &
-all_pid=$!
-deadline=$((SECONDS + 45))
-until curl -fsS "$base_url/readyz" >/dev/null 2>&1; do
-  kill -0 "$all_pid" 2>/dev/null || die "flightline all exited during start-up"
-  ((SECONDS < deadline)) || die "flightline all not ready on $base_url/readyz after 45 s"
-  sleep 0.3
-done
+deployment_start
 say "flightline all ready after $((SECONDS - t0)) s"
 
 email=pilot-$run_id@example.com
