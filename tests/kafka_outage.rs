@@ -1,6 +1,6 @@
 //! With the broker stopped, a valid batch gets 503 + Retry-After; after the restart the drone's
 //! retry of the same batch is accepted (not refused as "ts not increasing") and lands exactly
-//! once. This test stops the shared local broker, so it must run alone:
+//! once, through a store group that kept running across the outage. This test stops the shared local broker, so it must run alone:
 //! `cargo test --workspace -- --skip kafka_outage`, then `cargo test --test kafka_outage`.
 
 mod common;
@@ -37,6 +37,9 @@ async fn kafka_outage_gives_503_and_the_retried_batch_lands_exactly_once() {
     let t = past_ms();
     // The producer is connected and warm before the outage.
     assert_eq!(app.post_telemetry(&key, &json!(packets_from(t, 10))).await.status(), StatusCode::CREATED);
+    // The store group runs through the outage: a broker that goes away must not stop it.
+    let store = app.start_store("outage", 1000).await;
+    app.wait_for_rows(10, Duration::from_secs(60)).await;
 
     let restart = RestartOnDrop;
     stack("stop-kafka");
@@ -58,8 +61,8 @@ async fn kafka_outage_gives_503_and_the_retried_batch_lands_exactly_once() {
         assert!(Instant::now() < deadline, "the retried batch was not accepted within 120 s of the restart");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let store = app.start_store("outage", 1000).await;
     app.wait_for_rows(210, Duration::from_secs(120)).await;
+    assert!(!store.handle.is_finished(), "the store group stopped during the broker outage");
     store.stop().await;
     let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT ts) FROM telemetry_raw WHERE drone_id = $1")
         .bind(drone_id)

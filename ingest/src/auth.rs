@@ -30,7 +30,11 @@ pub async fn authenticate(state: &AppState, api_key: Option<&str>, client: Optio
         };
     }
     let resolved = match api_key {
-        Some(key) => state.keys.resolve(key).await.map_err(ApiError::internal)?,
+        // The database is down: the drone should retry (503), not treat it as a server bug.
+        Some(key) => state.keys.resolve(key).await.map_err(|error| {
+            tracing::warn!(%error, "api key lookup failed");
+            ApiError::Unavailable { retry_after_s: 1 }
+        })?,
         None => None,
     };
     match resolved {

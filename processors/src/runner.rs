@@ -252,11 +252,24 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
             }
             message = consumer.recv() => message,
         };
-        let mut raw = vec![owned(first?)];
+        let first = match first {
+            Ok(message) => message,
+            Err(error) => {
+                consumer_error(&config, error)?;
+                // The client reconnects by itself; do not spin on its error reports meanwhile.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let mut raw = vec![owned(first)];
         let deadline = tokio::time::Instant::now() + config.batch_wait;
         while raw.len() < config.batch_max {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(message) => raw.push(owned(message?)),
+                Ok(Ok(message)) => raw.push(owned(message)),
+                Ok(Err(error)) => {
+                    consumer_error(&config, error)?;
+                    break;
+                }
                 Err(_elapsed) => break,
             }
         }
@@ -349,6 +362,18 @@ async fn handle_batch<P: Processor>(
         }
     }
     Ok(true)
+}
+
+/// What the consumer reports instead of a message. A broker that went away (restart, network)
+/// is reported as an error while the client reconnects by itself: the role must outlive it, so
+/// only what librdkafka marks fatal stops it.
+fn consumer_error(config: &RunnerConfig, error: KafkaError) -> Result<()> {
+    if let KafkaError::MessageConsumptionFatal(_) = error {
+        return Err(Error::Kafka(error));
+    }
+    metrics::counter!("flightline_processor_consumer_errors_total", "group" => config.group_id.clone()).increment(1);
+    tracing::warn!(group = %config.group_id, %error, "kafka consumer error; the client reconnects by itself");
+    Ok(())
 }
 
 /// A message detached from the consumer's buffer.
