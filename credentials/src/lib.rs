@@ -80,9 +80,14 @@ pub async fn rotate(pool: &PgPool, drone_id: Uuid) -> sqlx::Result<Option<String
 /// another `min(ttl, 4 s)` while one background lookup refreshes it, so busy drones never wait
 /// for the database (their entries, created together, would otherwise expire together and
 /// queue on the pool). A rotated key therefore keeps working about `ttl`, at most
-/// `ttl + min(ttl, 4 s)` (9 s with the 5 s ingest uses: within the contract's 10 s).
+/// `ttl + min(ttl, 4 s)` (9 s with the 5 s ingest uses: within the contract's 10 s) — while the
+/// database answers; when it does not, see [`STALE_IF_ERROR`].
 /// A cached lookup: the drone of a key digest (`None`: no such key) and when it was looked up.
 type Answer = (Option<Uuid>, Instant);
+
+/// How long a found key is still honoured while the database cannot be asked. A key rotated just
+/// before an outage therefore keeps working until the database answers again (at most this long).
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub struct KeyResolver {
@@ -112,7 +117,18 @@ impl KeyResolver {
                 return Ok(drone);
             }
         }
-        let drone = self.lookup(key, &digest).await?;
+        let drone = match self.lookup(key, &digest).await {
+            Ok(drone) => drone,
+            Err(error) => match cached {
+                // The database is unreachable: a key known good keeps working, so drones keep
+                // streaming through a PostgreSQL outage (their packets go to Kafka, not to it).
+                Some((Some(drone), at)) if at.elapsed() < STALE_IF_ERROR => {
+                    tracing::warn!(%error, %drone, "api key lookup failed; serving the cached answer");
+                    return Ok(Some(drone));
+                }
+                _ => return Err(error),
+            },
+        };
         let mut cache = self.cache.write().expect("key cache lock");
         if cache.len() > 100_000 {
             // Bounded: a flood of random keys must not grow memory without limit.
