@@ -40,6 +40,10 @@ pub const GROUP_ID: &str = "flightline-sessionizer";
 /// rule may use the local clock for it.
 const CAUGHT_UP_AFTER: Duration = Duration::from_secs(2);
 
+/// A step (batch or tick) that failed or took at least this long kept the consumer from reading:
+/// the quiet time of every partition starts again when it ends.
+const STALL: Duration = Duration::from_millis(500);
+
 /// The machine of one partition plus what the silent-drone rule needs; this is the snapshot.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct PartitionState {
@@ -69,6 +73,11 @@ pub struct SessionizerProcessor {
     rule: FlightRule,
     partitions: HashMap<i32, PartitionState>,
     seeds: OffsetSeeds,
+    /// When the last stall (a failed or long step) ended: no partition counts as quiet for the
+    /// time the consumer was not reading (a sink outage must not make every drone look silent).
+    stalled_until: Option<Instant>,
+    /// Whether the last step failed (the runner is retrying it).
+    failing: bool,
 }
 
 impl SessionizerProcessor {
@@ -81,7 +90,17 @@ impl SessionizerProcessor {
     ) -> Result<Self> {
         let offsets = OffsetKey::new(group_id, &topics.telemetry);
         let seeds = offsets.seeds(&pool).await?;
-        Ok(Self { pool, offsets, flights_topic: topics.flights, producer, rule, partitions: HashMap::new(), seeds })
+        Ok(Self {
+            pool,
+            offsets,
+            flights_topic: topics.flights,
+            producer,
+            rule,
+            partitions: HashMap::new(),
+            seeds,
+            stalled_until: None,
+            failing: false,
+        })
     }
 
     /// The partition's state: in memory, else its snapshot, else empty.
@@ -150,10 +169,24 @@ impl SessionizerProcessor {
     }
 }
 
-impl Processor for SessionizerProcessor {
-    type Record = TelemetryRecord;
+impl SessionizerProcessor {
+    /// Notes a stall: a step that failed, the first success after failures (the runner was
+    /// retrying with backoff, reading nothing meanwhile), or a step that took long.
+    fn note_stall<T>(&mut self, started: Instant, result: &Result<T>) {
+        if result.is_err() || self.failing || started.elapsed() >= STALL {
+            self.stalled_until = Some(Instant::now());
+        }
+        self.failing = result.is_err();
+    }
 
-    async fn handle(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
+    /// Whether a partition last read at `last_read` has been quiet long enough, counting only
+    /// the time since the last stall, for the local clock to be trusted.
+    fn caught_up(&self, last_read: Option<Instant>) -> bool {
+        let quiet_since = last_read.max(self.stalled_until);
+        quiet_since.is_some_and(|since| since.elapsed() >= CAUGHT_UP_AFTER)
+    }
+
+    async fn apply(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
         let mut states = BTreeMap::new();
         for partition in batch.next_offsets.keys() {
             states.insert(*partition, self.state(*partition).await?);
@@ -184,6 +217,39 @@ impl Processor for SessionizerProcessor {
         self.commit(states, closed).await
     }
 
+    /// The silent-drone rule.
+    async fn close_silent(&mut self) -> Result<()> {
+        let local_now = chrono::Utc::now().timestamp_micros();
+        let mut states = BTreeMap::new();
+        let mut closed = Vec::new();
+        for (partition, state) in &self.partitions {
+            let caught_up = self.caught_up(state.last_read);
+            let clock = if caught_up { local_now.max(state.newest_received_us) } else { state.newest_received_us };
+            let mut next = state.clone();
+            let silent = next.machine.close_silent(clock, |drone| state.last_seen_us.get(drone).copied());
+            let had_open = state.machine.open_flights().count() != next.machine.open_flights().count();
+            if had_open {
+                closed.extend(silent);
+                states.insert(*partition, next);
+            }
+        }
+        if states.is_empty() {
+            return Ok(());
+        }
+        self.commit(states, closed).await
+    }
+}
+
+impl Processor for SessionizerProcessor {
+    type Record = TelemetryRecord;
+
+    async fn handle(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
+        let started = Instant::now();
+        let result = self.apply(batch).await;
+        self.note_stall(started, &result);
+        result
+    }
+
     async fn on_assign(&mut self, partitions: &[i32]) -> Result<()> {
         // Loaded now, not at the first record, so a drone that went silent while this group
         // was down still has its flight closed.
@@ -204,26 +270,11 @@ impl Processor for SessionizerProcessor {
         Ok(())
     }
 
-    /// The silent-drone rule.
     async fn on_tick(&mut self) -> Result<()> {
-        let local_now = chrono::Utc::now().timestamp_micros();
-        let mut states = BTreeMap::new();
-        let mut closed = Vec::new();
-        for (partition, state) in &self.partitions {
-            let caught_up = state.last_read.is_some_and(|at| at.elapsed() >= CAUGHT_UP_AFTER);
-            let clock = if caught_up { local_now.max(state.newest_received_us) } else { state.newest_received_us };
-            let mut next = state.clone();
-            let silent = next.machine.close_silent(clock, |drone| state.last_seen_us.get(drone).copied());
-            let had_open = state.machine.open_flights().count() != next.machine.open_flights().count();
-            if had_open {
-                closed.extend(silent);
-                states.insert(*partition, next);
-            }
-        }
-        if states.is_empty() {
-            return Ok(());
-        }
-        self.commit(states, closed).await
+        let started = Instant::now();
+        let result = self.close_silent().await;
+        self.note_stall(started, &result);
+        result
     }
 
     fn tick_interval(&self) -> Duration {
