@@ -5,7 +5,7 @@ CARGO ?= cargo
 STACK := deploy/local/stack.sh
 BIN := target/debug/flightline
 
-.PHONY: help setup build run test lint test-rust test-interop test-browser test-dashboard test-fuzz dashboard stack-up stack-down stack-status migrate
+.PHONY: help setup build run test lint test-rust test-interop test-browser test-dashboard test-fuzz test-chaos chaos dashboard stack-up stack-down stack-status migrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ migrate: build stack-up ## apply database migrations
 run: build stack-up ## stack up, migrate, every role in one process plus a simulated fleet
 	@deploy/local/run.sh
 
-test: setup lint stack-up test-rust test-interop test-dashboard test-browser test-fuzz ## lints, stack up, then every test against the real services
+test: setup lint stack-up test-rust test-interop test-dashboard test-browser test-fuzz test-chaos ## lints, stack up, then every test against the real services
 
 lint: setup ## rustfmt and clippy (warnings are errors) over the whole workspace
 	$(CARGO) fmt --all -- --check
@@ -54,6 +54,12 @@ test-browser: ## the dashboard in headless Chromium against a real deployment
 
 test-fuzz: build ## schemathesis against /openapi.json of a real deployment: no 5xx, no response off the schema
 	bash tests/api_fuzz/run.sh
+
+test-chaos: build ## the fault harness, short: one or two trials per scenario
+	python3 tests/chaos/run.py --quick --no-build --results "$${TMPDIR:-/tmp}/flightline-chaos-quick.md"
+
+chaos: build stack-up ## the fault harness, full (tests/chaos/README.md); results in tests/chaos/RESULTS.md
+	python3 tests/chaos/run.py --no-build
 
 dashboard: ## rebuild the dashboard bundle (query/dashboard/dist, committed)
 	bash query/dashboard/build.sh

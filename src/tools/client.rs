@@ -1,6 +1,6 @@
 //! A small client of the ingest API for `flightline send` and `flightline simulate`: it retries
-//! 429 and 503 (honouring `Retry-After`) and connection failures with backoff, so a sender never
-//! loses a packet.
+//! 429 and 503 (honouring `Retry-After`), the server errors 500, 502 and 504, and connection
+//! failures with backoff, so a sender never loses a packet.
 
 use std::time::Duration;
 
@@ -30,7 +30,9 @@ impl IngestClient {
     }
 
     /// POSTs one JSON array of packets until it is acknowledged. Gives up after ~5 minutes of
-    /// refusals, or at once on an error retrying cannot fix (400, 401, 413 …).
+    /// refusals, or at once on an error retrying cannot fix (400, 401, 413 …). A 500, 502 or 504
+    /// is the server failing, not the request (ingest answers 500 when its database is
+    /// unreachable, tests/chaos `pg-stop`), so it is retried like a broken connection.
     pub async fn post_batch(&self, body: Vec<u8>) -> anyhow::Result<Delivered> {
         let mut delivered = Delivered::default();
         let mut backoff = Duration::from_millis(100);
@@ -53,6 +55,14 @@ impl IngestClient {
                     if matches!(response.status(), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) =>
                 {
                     retry_after(&response).unwrap_or(backoff)
+                }
+                Ok(response) if is_server_failure(response.status()) => {
+                    // The outcome is unknown: part of the batch may be in the log.
+                    maybe_landed = true;
+                    if delivered.retries == 0 {
+                        tracing::warn!(status = %response.status(), url = %self.url, "ingest failed; retrying with backoff");
+                    }
+                    backoff
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -86,6 +96,11 @@ pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds.clamp(0.05, 30.0)))
 }
 
+/// A server error that says nothing about the request itself (a proxy's 502/504 included).
+fn is_server_failure(status: StatusCode) -> bool {
+    matches!(status, StatusCode::INTERNAL_SERVER_ERROR | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT)
+}
+
 fn is_stale_ts_refusal(body: &str) -> bool {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else { return false };
     json["details"].as_array().is_some_and(|details| {
@@ -93,4 +108,19 @@ fn is_stale_ts_refusal(body: &str) -> bool {
             d["index"] == 0 && d["field"] == "ts" && d["reason"].as_str().is_some_and(|r| r.contains("previous packet"))
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_failures_are_retried_and_refusals_are_not() {
+        for status in [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::BAD_GATEWAY, StatusCode::GATEWAY_TIMEOUT] {
+            assert!(is_server_failure(status), "{status}");
+        }
+        for status in [StatusCode::BAD_REQUEST, StatusCode::UNAUTHORIZED, StatusCode::PAYLOAD_TOO_LARGE] {
+            assert!(!is_server_failure(status), "{status}");
+        }
+    }
 }
