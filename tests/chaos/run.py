@@ -1558,6 +1558,8 @@ def main():
         for i, r in enumerate(h.results.get(s, []), 1):
             for f in r["failures"]:
                 notes.append(f"- {s}#{i} FAILED: {f}")
+            if not r["ok"]:
+                notes.extend(f"- {s}#{i} note: {n}" for n in r["notes"])
     for e in errors:
         notes.append(f"- ERROR {e}")
     report = (f"# Fault harness results\n\n`{cmdline}`\n\nseed {args.seed}, "
