@@ -108,10 +108,9 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
             Duration::from_millis(settings.ingest.ack_timeout_ms),
         )
         .context("creating the Kafka producer")?;
-        // The cross-instance `ts` order lives in Redis; a reservation outlives any append.
+        // The cross-instance `ts` order lives in Redis.
         let ingest_redis = runtime::connect_redis(settings).await?;
-        let reservation_ttl = Duration::from_millis(settings.ingest.ack_timeout_ms) + Duration::from_secs(5);
-        let order = ingest::TsOrder::with_redis(ingest_redis.clone(), reservation_ttl);
+        let order = ingest::TsOrder::with_redis(ingest_redis.clone());
         let config = ingest::IngestConfig {
             rate_per_drone_hz: settings.ingest.rate_hz,
             rate_burst: settings.ingest.rate_burst,

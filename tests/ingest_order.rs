@@ -47,3 +47,71 @@ async fn ts_order_holds_across_two_ingest_instances() {
     second_shutdown.cancel();
     app.cleanup().await;
 }
+
+/// An instance killed with `kill -9` mid-append leaves its reservation behind: it blocks the
+/// drone only for the lease (2 s), not for an ack timeout, so the drone's retries get through
+/// before its flight would be split by silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instances_reservation_lapses_within_the_lease() {
+    let options = IngestOptions { redis: true, ..Default::default() };
+    let app = spawn_app_with(options).await;
+    let (drone_id, key) = app.create_drone("dead-holder").await;
+    let mut redis = testkit::env::redis_client().get_multiplexed_async_connection().await.unwrap();
+    let lease_ms = ingest::order::RESERVATION_LEASE.as_millis() as u64;
+    let _: () = redis::cmd("SET")
+        .arg(ingest::order::reservation_key(drone_id))
+        .arg("an-instance-killed-mid-append")
+        .arg("PX")
+        .arg(lease_ms)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let t = past_ms();
+    let first = app.post_telemetry(&key, &json!(packets_from(t, 5))).await;
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE, "the reservation is still held");
+    let accepted_after = loop {
+        let response = app.post_telemetry(&key, &json!(packets_from(t, 5))).await;
+        match response.status() {
+            StatusCode::CREATED => break started.elapsed(),
+            StatusCode::SERVICE_UNAVAILABLE => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the dead reservation never lapsed");
+    };
+    assert!(accepted_after.as_millis() as u64 <= lease_ms + 1000, "accepted only after {accepted_after:?}");
+    app.cleanup().await;
+}
+
+/// A live holder renews its lease while its append runs, however long Kafka takes: a second
+/// instance stays refused ("busy") for the whole append, never only for the first 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_append_keeps_its_reservation() {
+    let client = testkit::env::redis_client();
+    let holder = ingest::TsOrder::with_redis(client.get_connection_manager().await.unwrap());
+    let other = ingest::TsOrder::with_redis(client.get_connection_manager().await.unwrap());
+    let drone_id = uuid::Uuid::new_v4();
+    let turn = holder.begin(drone_id, 1_000).await.unwrap();
+    let slow_append = tokio::time::sleep(ingest::order::RESERVATION_LEASE * 2);
+    let probe = async {
+        // Probe for most of the append (twice the lease), never past its end.
+        let until =
+            std::time::Instant::now() + ingest::order::RESERVATION_LEASE * 2 - std::time::Duration::from_millis(300);
+        let mut refused = 0;
+        while std::time::Instant::now() < until {
+            match other.begin(drone_id, 2_000).await {
+                Err(ingest::order::OrderError::Busy) => refused += 1,
+                Err(error) => panic!("unexpected {error}"),
+                Ok(_) => return Err(refused),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(refused)
+    };
+    let ((), probed) = tokio::join!(turn.hold(slow_append), probe);
+    assert!(probed.is_ok_and(|refused| refused >= 10), "the lease lapsed mid-append: {probed:?}");
+    turn.commit(1_500).await;
+    // Released on commit: the other instance may append at once.
+    let next = other.begin(drone_id, 2_000).await.expect("free after commit");
+    next.commit(2_000).await;
+}

@@ -201,7 +201,7 @@ impl AppState {
         let count = packets.len();
         let records: Vec<TelemetryRecord> =
             packets.into_iter().map(|packet| TelemetryRecord::from_packet(drone_id, received_at_us, packet)).collect();
-        match self.publisher.append(&records, traceparent).await {
+        match turn.hold(self.publisher.append(&records, traceparent)).await {
             Ok(()) => {
                 let appended = started.elapsed();
                 turn.commit(last_ts_us).await;

@@ -8,8 +8,10 @@
 //! 2. *Reserve* (one Redis Lua script, atomic): refuse when the first `ts` is not after the
 //!    drone's committed `ts` (`ingest:last_ts:{drone}`, the newest acknowledged across every
 //!    instance); refuse with "busy" when another instance holds the drone's reservation
-//!    (`ingest:reservation:{drone}`, value = instance id, expires after the ack timeout plus a
-//!    margin, so a crashed instance cannot block a drone); otherwise take the reservation.
+//!    (`ingest:reservation:{drone}`, value = instance id); otherwise take the reservation. The
+//!    reservation is a short lease ([`RESERVATION_LEASE`]) that its holder renews while its append
+//!    runs, so an instance killed mid-append blocks its drones for at most that long — not for a
+//!    whole ack timeout, which would leave a drone silent long enough to split its flight.
 //! 3. *Append* to Kafka and wait for every delivery report.
 //! 4. *Commit* only after all of them succeeded: `last_ts := max(last_ts, batch's last ts)` and
 //!    the reservation is released. When Kafka fails, the reservation is released without
@@ -65,10 +67,19 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 ";
 
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+";
+
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 ";
+
+/// How long a reservation lives unless its holder renews it; renewed every third of that while
+/// the append runs. Redis calls time out well within one renewal period.
+pub const RESERVATION_LEASE: Duration = Duration::from_secs(2);
 
 /// How long one Redis call may take before it counts as failed.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -92,9 +103,9 @@ struct Shared {
     redis: ConnectionManager,
     /// Identifies this instance's reservations.
     instance: Arc<str>,
-    reservation_ttl: Duration,
     reserve: Arc<redis::Script>,
     commit: Arc<redis::Script>,
+    renew: Arc<redis::Script>,
     release: Arc<redis::Script>,
     /// Until when Redis is skipped after a failure.
     degraded_until: Arc<Mutex<Option<Instant>>>,
@@ -136,15 +147,14 @@ impl TsOrder {
         Self { local: Arc::default(), shared: None }
     }
 
-    /// Order shared by every instance using this Redis. `reservation_ttl` must exceed the time an
-    /// append can take (the Kafka ack timeout) so a live reservation never expires mid-append.
-    pub fn with_redis(redis: ConnectionManager, reservation_ttl: Duration) -> Self {
+    /// Order shared by every instance using this Redis.
+    pub fn with_redis(redis: ConnectionManager) -> Self {
         let shared = Shared {
             redis,
             instance: Uuid::new_v4().to_string().into(),
-            reservation_ttl,
             reserve: Arc::new(redis::Script::new(RESERVE)),
             commit: Arc::new(redis::Script::new(COMMIT)),
+            renew: Arc::new(redis::Script::new(RENEW)),
             release: Arc::new(redis::Script::new(RELEASE)),
             degraded_until: Arc::default(),
         };
@@ -174,7 +184,7 @@ impl TsOrder {
             .key(reservation_key(drone_id))
             .arg(&*shared.instance)
             .arg(first_ts_us)
-            .arg(shared.reservation_ttl.as_millis() as u64);
+            .arg(RESERVATION_LEASE.as_millis() as u64);
         match timed::<(i64, i64)>(call.invoke_async(&mut redis)).await {
             Ok((0, _)) => {}
             Ok((1, committed)) => return Err(OrderError::Stale { last_us: committed }),
@@ -192,6 +202,37 @@ impl TsOrder {
 }
 
 impl Turn {
+    /// Runs `append` while keeping the reservation alive: renews the lease every third of
+    /// [`RESERVATION_LEASE`] until `append` finishes. A renewal that fails is logged and the
+    /// append goes on (should the lease lapse meanwhile, a second instance may append an
+    /// overlapping batch, which consumers deduplicate on `(drone_id, ts)`).
+    pub async fn hold<T>(&self, append: impl std::future::Future<Output = T>) -> T {
+        let Some(shared) = &self.shared else {
+            return append.await;
+        };
+        tokio::pin!(append);
+        let period = RESERVATION_LEASE / 3;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                biased;
+                output = &mut append => return output,
+                _ = renew.tick() => {
+                    let mut redis = shared.redis.clone();
+                    let mut call = shared.renew.prepare_invoke();
+                    call.key(reservation_key(self.drone_id))
+                        .arg(&*shared.instance)
+                        .arg(RESERVATION_LEASE.as_millis() as u64);
+                    match timed::<i64>(call.invoke_async(&mut redis)).await {
+                        Ok(1) => {}
+                        Ok(_) => tracing::warn!(drone_id = %self.drone_id, "ts reservation lapsed during a slow append"),
+                        Err(error) => tracing::warn!(%error, drone_id = %self.drone_id, "could not renew a ts reservation"),
+                    }
+                }
+            }
+        }
+    }
+
     /// Records `last_ts_us` as acknowledged and releases the reservation. The packets are in
     /// Kafka already, so a Redis failure here is logged, not reported to the drone: the
     /// reservation then expires by itself and this instance still knows the new ts.

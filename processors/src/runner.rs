@@ -204,23 +204,10 @@ fn assign_or_unassign(base_consumer: &BaseConsumer<RunnerContext>, err: RDKafkaR
 /// fatal error happens.
 pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown: CancellationToken) -> Result<()> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let context = RunnerContext { events: events_tx, seeds: processor.offset_seeds() };
-    let consumer: StreamConsumer<RunnerContext> = config
-        .kafka
-        .clone()
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        // Offsets are stored by hand, only once a batch has been handled.
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        // A crashed instance's partitions move to the survivors within 10 s, not the default 45.
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000")
-        .set("isolation.level", "read_committed")
-        .create_with_context(context)?;
-    consumer.subscribe(&[&config.topic])?;
+    let seeds = processor.offset_seeds();
+    let mut consumer = subscribe(&config, &events_tx, &seeds)?;
+    let mut watchdog = Watchdog::default();
+    let mut watch = tokio::time::interval(WATCH_EVERY);
     let dlq: FutureProducer = config.kafka.clone().set("acks", "all").set("enable.idempotence", "true").create()?;
     let mut tick = tokio::time::interval(processor.tick_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -247,6 +234,18 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
                 let mut backoff = Backoff::default();
                 while let Err(error) = processor.on_tick().await {
                     backoff.wait_or_fail(error, &shutdown).await?;
+                }
+                continue;
+            }
+            _ = watch.tick() => {
+                if watchdog.stuck(&consumer, &config).await {
+                    // Its partitions were revoked already (or never assigned): nothing of this
+                    // consumer's state is needed; a new member joins the group from scratch.
+                    metrics::counter!("flightline_processor_consumer_restarts_total", "group" => config.group_id.clone())
+                        .increment(1);
+                    consumer.unsubscribe();
+                    consumer = subscribe(&config, &events_tx, &seeds)?;
+                    watchdog = Watchdog::default();
                 }
                 continue;
             }
@@ -305,6 +304,110 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
     consumer.unsubscribe();
     tracing::info!(group = %config.group_id, "processor drained and stopped");
     Ok(())
+}
+
+type RunnerConsumer = Arc<StreamConsumer<RunnerContext>>;
+
+/// A consumer of the runner's group, subscribed to its topic.
+fn subscribe(
+    config: &RunnerConfig,
+    events: &mpsc::UnboundedSender<RebalanceEvent>,
+    seeds: &Option<OffsetSeeds>,
+) -> Result<RunnerConsumer> {
+    let context = RunnerContext { events: events.clone(), seeds: seeds.clone() };
+    let consumer: StreamConsumer<RunnerContext> = config
+        .kafka
+        .clone()
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        // Offsets are stored by hand, only once a batch has been handled.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // A crashed instance's partitions move to the survivors within 10 s, not the default 45.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        .set("isolation.level", "read_committed")
+        .create_with_context(context)?;
+    consumer.subscribe(&[&config.topic])?;
+    Ok(Arc::new(consumer))
+}
+
+/// How often the runner checks that its consumer still takes part in the group.
+const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a consumer may hold no partition before the group is asked whether that is right.
+const UNASSIGNED_FOR: Duration = Duration::from_secs(20);
+
+/// Finds a consumer that lost its place in the group for good. After a broker pause longer than
+/// the session timeout librdkafka sometimes revokes the partitions and never rejoins: the group
+/// is then empty, or smaller than its partition count, while this member waits with nothing
+/// assigned — its partitions would never be read again.
+#[derive(Default)]
+struct Watchdog {
+    unassigned_since: Option<tokio::time::Instant>,
+}
+
+impl Watchdog {
+    async fn stuck(&mut self, consumer: &RunnerConsumer, config: &RunnerConfig) -> bool {
+        if consumer.assignment().is_ok_and(|assigned| assigned.count() > 0) {
+            self.unassigned_since = None;
+            return false;
+        }
+        let since = *self.unassigned_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() < UNASSIGNED_FOR {
+            return false;
+        }
+        // Metadata calls block: keep them off the async workers.
+        let (consumer, group, topic) = (consumer.clone(), config.group_id.clone(), config.topic.clone());
+        let view = tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(2);
+            let partitions = consumer.fetch_metadata(Some(&topic), timeout).ok()?.topics().first()?.partitions().len();
+            let groups = consumer.fetch_group_list(Some(&group), timeout).ok()?;
+            let info = groups.groups().first()?;
+            Some(GroupView { state: info.state().to_owned(), members: info.members().len(), partitions })
+        })
+        .await
+        .ok()
+        .flatten();
+        // A broker that does not answer is an outage, not a lost member: wait for it.
+        let Some(view) = view else { return false };
+        let stuck = view.lost_member();
+        if stuck {
+            tracing::warn!(
+                group = %config.group_id,
+                state = %view.state,
+                members = view.members,
+                partitions = view.partitions,
+                unassigned_s = since.elapsed().as_secs(),
+                "consumer holds no partition while the group lacks members; joining again with a new consumer"
+            );
+        }
+        stuck
+    }
+}
+
+/// What the group coordinator says about a group.
+#[derive(Debug)]
+struct GroupView {
+    state: String,
+    members: usize,
+    partitions: usize,
+}
+
+impl GroupView {
+    /// A member with nothing assigned is legitimately idle only in a settled group that has at
+    /// least as many members as partitions (every assignor gives each member one otherwise). A
+    /// group in the middle of a rebalance is left to finish it.
+    fn lost_member(&self) -> bool {
+        self.partitions > 0
+            && match self.state.as_str() {
+                "Empty" | "Dead" => true,
+                "Stable" => self.members < self.partitions,
+                _ => false,
+            }
+    }
 }
 
 /// Hands `batch` to the processor until it is applied. An outage is retried with backoff (the
@@ -499,5 +602,30 @@ impl Backoff {
         }
         self.0 = (self.0 * 2).min(Duration::from_secs(10));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupView;
+
+    fn view(state: &str, members: usize, partitions: usize) -> GroupView {
+        GroupView { state: state.into(), members, partitions }
+    }
+
+    #[test]
+    fn an_idle_member_is_lost_only_when_the_group_lacks_members() {
+        // The pause case: the coordinator dropped every member, ours never came back.
+        assert!(view("Empty", 0, 12).lost_member());
+        // Another instance took everything while ours waits outside the group.
+        assert!(view("Stable", 1, 12).lost_member());
+        // More instances than partitions: some are idle by design.
+        assert!(!view("Stable", 13, 12).lost_member());
+        assert!(!view("Stable", 12, 12).lost_member());
+        // A rebalance in progress is left to finish.
+        assert!(!view("PreparingRebalance", 1, 12).lost_member());
+        assert!(!view("CompletingRebalance", 1, 12).lost_member());
+        // No topic metadata yet: nothing to judge.
+        assert!(!view("Empty", 0, 0).lost_member());
     }
 }

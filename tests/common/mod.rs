@@ -103,7 +103,7 @@ pub async fn serve_ingest(
             .get_connection_manager()
             .await
             .expect("Redis of the local stack must be up (deploy/local/stack.sh up)");
-        ingest::TsOrder::with_redis(redis, options.ack_timeout + Duration::from_secs(5))
+        ingest::TsOrder::with_redis(redis)
     } else {
         ingest::TsOrder::local_only()
     };
