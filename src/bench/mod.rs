@@ -5,6 +5,7 @@
 pub mod analytics;
 pub mod e2e;
 pub mod ingest;
+pub mod pipeline;
 pub mod store;
 
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     /// The store group's batched write into telemetry_raw, UNNEST vs COPY, in a scratch database;
     /// prints the medians of several runs.
     Store(store::StoreBenchOptions),
+    /// The whole pipeline under an open-loop load against a running `flightline all`: ack →
+    /// stored / Redis / SSE latency, every group's lag and drain time, the processes' memory.
+    Pipeline(pipeline::PipelineOptions),
 }
 
 /// Runs one bench and prints its report on stdout.
@@ -44,6 +48,9 @@ pub async fn run(command: BenchCommand, settings: &Settings, shutdown: Cancellat
         }
         BenchCommand::Store(options) => {
             serde_json::to_string(&store::bench_store(&settings.database_url, options).await?)?
+        }
+        BenchCommand::Pipeline(options) => {
+            serde_json::to_string(&pipeline::bench_pipeline(options, settings, &default_target, shutdown).await?)?
         }
     };
     println!("{report}");
