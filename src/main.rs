@@ -42,6 +42,9 @@ enum Command {
     Send(tools::send::SendOptions),
     /// A fleet of simulated drones flying realistic flights through the API.
     Simulate(tools::simulate::SimulateOptions),
+    /// Re-run a consumer group over an event-time range of the log, beside the running pipeline;
+    /// progress on stderr, one JSON summary on stdout.
+    Replay(tools::replay::ReplayOptions),
     /// Measure a path under load; prints one JSON object of figures.
     Bench {
         #[command(subcommand)]
@@ -126,6 +129,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Replay(options) => tools::replay::replay(&settings, &options).await,
         Command::Bench { command } => bench::run(command, &settings, runtime::shutdown_token()).await,
     }
 }

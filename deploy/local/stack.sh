@@ -6,13 +6,16 @@
 #   postgres  this stack's own PostgreSQL cluster, from the Debian packages
 #   redis     this stack's own redis-server, from the Debian package
 #
-# usage:  deploy/local/stack.sh up|down|status|topics|stop-kafka|start-kafka
+# usage:  deploy/local/stack.sh up|down|status|topics|retention|stop-kafka|start-kafka
 #         deploy/local/stack.sh cluster-up|cluster-down|cluster-status|cluster-{kill,stop,start} N
 #
 #   up      bring up whatever is missing and wait for it; quick when all is already up
 #   down    stop all three (gracefully, then by force)
 #   status  one line per service; exit 0 only if all are up
 #   topics  create the Flightline topics that are missing (also part of `up`)
+#   retention
+#           set the retention of the log topics (telemetry.v1, flights.v1) that exist to
+#           FLIGHTLINE_LOG_RETENTION_MS (topics created by `topics`/`up` get it from the start)
 #   stop-kafka, start-kafka
 #           stop / start only the broker (the Kafka outage test; `up` also restarts it)
 #
@@ -34,6 +37,9 @@
 # env:    FLIGHTLINE_STACK_DIR   state: jars, data, logs, pid files (default <repo>/.stack)
 #         STACK_TIMEOUT          seconds to wait for each service to come up (default 120)
 #         FLIGHTLINE_PARTITIONS  partitions of each topic when it is created (default 6)
+#         FLIGHTLINE_LOG_RETENTION_MS  retention.ms of telemetry.v1 and flights.v1 (default -1:
+#                                no time limit, so `flightline replay` reaches back to the first
+#                                packet; the broker's default of 7 days applies to other topics)
 #
 # Runs as root on Debian 12: it apt-get installs what is missing and runs PostgreSQL as the
 # `postgres` OS user (PostgreSQL refuses to run as root). See deploy/local/README.md.
@@ -47,6 +53,9 @@ STATE_DIR=${FLIGHTLINE_STACK_DIR:-$REPO_ROOT/.stack}
 STATE_DIR=${STATE_DIR%/}
 STACK_TIMEOUT=${STACK_TIMEOUT:-120}
 PARTITIONS=${FLIGHTLINE_PARTITIONS:-6}
+# The log is the source of truth: replay reaches back as far as these topics keep messages.
+LOG_TOPICS=(telemetry.v1 flights.v1)
+LOG_RETENTION_MS=${FLIGHTLINE_LOG_RETENTION_MS:--1}
 TOPICS=(telemetry.v1 flights.v1 telemetry.dlq)
 
 # Fixed addresses: the Rust defaults (CONTRACT.md) point here, and so does CI.
@@ -410,11 +419,37 @@ kafka_topics() {
 		return 0
 	fi
 	for t in "${missing[@]}"; do
-		say "kafka ... creating topic $t ($PARTITIONS partitions, replication factor 1)"
+		local -a configs=()
+		if is_log_topic "$t"; then
+			configs=(--config "retention.ms=$LOG_RETENTION_MS" --config retention.bytes=-1)
+		fi
+		say "kafka ... creating topic $t ($PARTITIONS partitions, replication factor 1${configs:+, retention.ms=$LOG_RETENTION_MS})"
 		kafka_tool 120 org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
 			--create --if-not-exists --topic "$t" --partitions "$PARTITIONS" --replication-factor 1 \
-			>>"$KAFKA_TOOLS_LOG" 2>&1 ||
+			"${configs[@]}" >>"$KAFKA_TOOLS_LOG" 2>&1 ||
 			fail_service kafka "$KAFKA_TOOLS_LOG" "creating topic $t failed"
+	done
+}
+
+is_log_topic() {
+	local t
+	for t in "${LOG_TOPICS[@]}"; do
+		[[ $t == "$1" ]] && return 0
+	done
+	return 1
+}
+
+# kafka_retention: retention.ms of the existing log topics (one JVM each; idempotent).
+kafka_retention() {
+	local t
+	kafka_libs
+	mkdir -p "$LOG_DIR"
+	for t in "${LOG_TOPICS[@]}"; do
+		say "kafka ... $t: retention.ms=$LOG_RETENTION_MS, retention.bytes=-1"
+		kafka_tool 120 org.apache.kafka.tools.ConfigCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
+			--alter --entity-type topics --entity-name "$t" \
+			--add-config "retention.ms=$LOG_RETENTION_MS,retention.bytes=-1" >>"$KAFKA_TOOLS_LOG" 2>&1 ||
+			fail_service kafka "$KAFKA_TOOLS_LOG" "setting the retention of $t failed"
 	done
 }
 
@@ -1116,6 +1151,11 @@ cmd_topics() {
 	kafka_topics
 }
 
+cmd_retention() {
+	kafka_probe || die "kafka is not answering on $HOST:$KAFKA_PORT; run 'deploy/local/stack.sh up'"
+	kafka_retention
+}
+
 # status_line NAME UP(0/1) ADDRESS NOTE
 status_line() {
 	local state=down
@@ -1171,6 +1211,10 @@ main() {
 	topics)
 		take_lock
 		cmd_topics
+		;;
+	retention)
+		take_lock
+		cmd_retention
 		;;
 	stop-kafka)
 		take_lock

@@ -12,11 +12,13 @@
 //! - [`analytics`]: on `flights.v1`, per-flight metrics with polars once the store watermark has
 //!   passed the flight.
 //!
-//! Processors talk to each other only through Kafka topics and the database.
+//! Processors talk to each other only through Kafka topics and the database. [`replay`] re-runs
+//! a group's work over an event-time range of the log beside them (`flightline replay`).
 
 pub mod analytics;
 pub mod live;
 pub mod offsets;
+pub mod replay;
 pub mod runner;
 pub mod sessionizer;
 pub mod store;

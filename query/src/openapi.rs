@@ -83,8 +83,19 @@ mod tests {
         assert_eq!(operation_ids.len(), operations, "operationIds must be unique");
         assert_eq!(operations, 13);
         let schemas = document["components"]["schemas"].as_object().unwrap();
-        for schema in ["Drone", "CreatedDrone", "FlightSummary", "FlightDetail", "ErrorBody", "TokenResponse"] {
+        for schema in
+            ["Drone", "CreatedDrone", "FlightSummary", "FlightDetail", "FlightRule", "ErrorBody", "TokenResponse"]
+        {
             assert!(schemas.contains_key(schema), "schema {schema} missing");
+        }
+        // CONTRACT.md §2: every flight names the rule it was cut with and its analytics version.
+        let summary = &schemas["FlightSummary"];
+        let required: Vec<&str> = summary["required"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        assert!(required.contains(&"rule"), "FlightSummary.rule is required: {required:?}");
+        assert!(summary["properties"].get("analytics_version").is_some());
+        let rule = &schemas["FlightRule"]["properties"];
+        for member in ["throttle_threshold", "idle_s", "gap_s", "min_s"] {
+            assert!(rule.get(member).is_some(), "FlightRule.{member} missing");
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod e2e;
 pub mod ingest;
 pub mod pipeline;
+pub mod replay;
 pub mod store;
 
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,9 @@ pub enum BenchCommand {
     /// The whole pipeline under an open-loop load against a running `flightline all`: ack →
     /// stored / Redis / SSE latency, every group's lag and drain time, the processes' memory.
     Pipeline(pipeline::PipelineOptions),
+    /// `flightline replay` over a scratch topic of millions of sim packets (scratch database):
+    /// messages/s of a sessionizer replay (dry run) and of a store replay.
+    Replay(replay::ReplayBenchOptions),
 }
 
 /// Runs one bench and prints its report on stdout.
@@ -52,6 +56,7 @@ pub async fn run(command: BenchCommand, settings: &Settings, shutdown: Cancellat
         BenchCommand::Pipeline(options) => {
             serde_json::to_string(&pipeline::bench_pipeline(options, settings, &default_target, shutdown).await?)?
         }
+        BenchCommand::Replay(options) => serde_json::to_string(&replay::bench_replay(settings, options).await?)?,
     };
     println!("{report}");
     Ok(())

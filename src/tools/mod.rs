@@ -4,8 +4,11 @@
 //! - [`send`]: a recorded packet file through the ingest API;
 //! - [`simulate`]: a fleet of simulated drones (the `sim` crate's airframes) in real time;
 //! - [`client`]: the HTTP client both use, with the retry rule of CONTRACT.md §2 (429 and 503
-//!   are retried after `Retry-After`, so no packet is lost).
+//!   are retried after `Retry-After`, so no packet is lost);
+//! - [`replay`]: `flightline replay`, the command line of `processors::replay` (it reads the
+//!   log and writes the database itself, beside the running pipeline).
 
 pub mod client;
+pub mod replay;
 pub mod send;
 pub mod simulate;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::offsets::OffsetKey;
 use crate::runner::{Batch, Processor};
+use crate::sessionizer::machine::{rule_from_json, rule_to_json};
 use crate::{timestamp, Error, Result};
 use metrics::{FlightRows, Metrics, ANALYTICS_VERSION};
 
@@ -72,13 +73,17 @@ impl Analytics {
 
     async fn on_closed(&self, flight: &FlightClosed) -> Result<()> {
         self.wait_for_store(flight.partition, flight.last_offset).await?;
+        // A `FlightClosed` of a flight a replay retired (redelivered, or read again by a new
+        // group) must not bring it back: skipped unless the flight is active again.
         let inserted = sqlx::query(
-            "INSERT INTO flights (id, drone_id, start_ts, end_ts, packet_count, source_partition, last_offset)
-             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM drones WHERE id = $2)
+            "INSERT INTO flights (id, drone_id, start_ts, end_ts, packet_count, source_partition, last_offset, rule)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM drones WHERE id = $2)
+               AND (EXISTS (SELECT 1 FROM flights WHERE id = $1)
+                    OR NOT EXISTS (SELECT 1 FROM flights_retired WHERE id = $1 AND start_ts = $3 AND end_ts = $4))
              ON CONFLICT (id) DO UPDATE
              SET end_ts = EXCLUDED.end_ts, packet_count = EXCLUDED.packet_count,
                  source_partition = EXCLUDED.source_partition, last_offset = EXCLUDED.last_offset,
-                 updated_at = now()",
+                 rule = EXCLUDED.rule, updated_at = now()",
         )
         .bind(flight.flight_id)
         .bind(flight.drone_id)
@@ -87,19 +92,22 @@ impl Analytics {
         .bind(flight.packet_count)
         .bind(flight.partition)
         .bind(flight.last_offset)
+        .bind(rule_to_json(&flight.rule))
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 0 {
-            tracing::warn!(flight_id = %flight.flight_id, drone_id = %flight.drone_id, "flight of an unknown drone skipped");
+            tracing::warn!(flight_id = %flight.flight_id, drone_id = %flight.drone_id, "flight of an unknown drone, or retired by a replay, skipped");
             return Ok(());
         }
         self.analyse(flight.flight_id).await?;
         Ok(())
     }
 
-    /// (Re)computes one flight's metrics from its stored rows; `None` for an unknown flight.
+    /// (Re)computes one flight's metrics from its stored rows, with the flight rule the flight
+    /// was cut with (its throttle threshold defines `hover_throttle`); `None` for an unknown
+    /// flight.
     pub async fn analyse(&self, flight_id: Uuid) -> Result<Option<Timings>> {
-        let Some(row) = sqlx::query("SELECT drone_id, start_ts, end_ts FROM flights WHERE id = $1")
+        let Some(row) = sqlx::query("SELECT drone_id, start_ts, end_ts, rule FROM flights WHERE id = $1")
             .bind(flight_id)
             .fetch_optional(&self.pool)
             .await?
@@ -108,6 +116,19 @@ impl Analytics {
             return Ok(None);
         };
         let (drone_id, start, end): (Uuid, DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1), row.get(2));
+        let stored_rule: serde_json::Value = row.get(3);
+        let Some(rule) = rule_from_json(&stored_rule) else {
+            // Never computed with another rule than the flight's: a failure the API shows.
+            tracing::warn!(%flight_id, rule = %stored_rule, "flight rule unreadable; analytics failed");
+            sqlx::query(
+                "UPDATE flights SET analytics_status = 'failed', analytics_error = $2, updated_at = now() WHERE id = $1",
+            )
+            .bind(flight_id)
+            .bind(format!("unreadable flight rule {stored_rule}"))
+            .execute(&self.pool)
+            .await?;
+            return Ok(None);
+        };
         let started = std::time::Instant::now();
         let lap = |since: &mut std::time::Instant| {
             let ms = since.elapsed().as_secs_f64() * 1000.0;
@@ -120,11 +141,10 @@ impl Analytics {
         let row_count = rows.len();
         let bbox = bounding_box(&rows);
         let (start_us, end_us) = (start.timestamp_micros(), end.timestamp_micros());
-        let computed = tokio::task::spawn_blocking(move || {
-            metrics::compute(&rows, start_us, end_us, schemas::FlightRule::default().throttle_threshold)
-        })
-        .await
-        .map_err(|e| Error::Fatal(format!("analytics task panicked: {e}")))?;
+        let computed =
+            tokio::task::spawn_blocking(move || metrics::compute(&rows, start_us, end_us, rule.throttle_threshold))
+                .await
+                .map_err(|e| Error::Fatal(format!("analytics task panicked: {e}")))?;
         let compute_ms = lap(&mut since);
         match computed {
             Ok(metrics) => self.write_metrics(flight_id, &metrics, bbox).await?,
@@ -144,9 +164,12 @@ impl Analytics {
         // Tagging rewrites every row of the flight, the slowest step by far; it comes after the
         // metrics are committed so they are not held up by it (the rows are found by drone and
         // time range, CONTRACT.md §3, whether tagged yet or not).
+        // Only while the flight is still active with these boundaries: a replay may have retired
+        // it meanwhile (and untagged its rows).
         sqlx::query(
             "UPDATE telemetry_raw SET flight_id = $1
-             WHERE drone_id = $2 AND ts BETWEEN $3 AND $4 AND flight_id IS DISTINCT FROM $1",
+             WHERE drone_id = $2 AND ts BETWEEN $3 AND $4 AND flight_id IS DISTINCT FROM $1
+               AND EXISTS (SELECT 1 FROM flights WHERE id = $1 AND start_ts = $3 AND end_ts = $4)",
         )
         .bind(flight_id)
         .bind(drone_id)

@@ -18,6 +18,28 @@ use uuid::Uuid;
 /// them. Changing them and replaying recomputes flights.
 pub use schemas::FlightRule;
 
+/// A rule in the shape of CONTRACT.md §2 (`FlightSummary.rule`, the `flights.rule` column):
+/// `{"throttle_threshold", "idle_s", "gap_s", "min_s"}`, durations in seconds.
+pub fn rule_to_json(rule: &FlightRule) -> serde_json::Value {
+    serde_json::json!({
+        "throttle_threshold": rule.throttle_threshold,
+        "idle_s": rule.idle_window_us as f64 / 1e6,
+        "gap_s": rule.gap_us as f64 / 1e6,
+        "min_s": rule.min_duration_us as f64 / 1e6,
+    })
+}
+
+/// The rule of [`rule_to_json`]'s shape; `None` when a member is missing or not a number.
+pub fn rule_from_json(value: &serde_json::Value) -> Option<FlightRule> {
+    let seconds = |key: &str| value.get(key)?.as_f64().map(|s| (s * 1e6).round() as i64);
+    Some(FlightRule {
+        throttle_threshold: value.get("throttle_threshold")?.as_f64()?,
+        idle_window_us: seconds("idle_s")?,
+        gap_us: seconds("gap_s")?,
+        min_duration_us: seconds("min_s")?,
+    })
+}
+
 /// A flight that the rule has closed and kept: what the shell publishes as `FlightClosed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClosedFlight {
@@ -222,6 +244,13 @@ impl Sessionizer {
             }
         }
         closed
+    }
+
+    /// Closes one drone's open flight (if any) at its last packet, as the silent-drone rule does;
+    /// `None` when nothing was open or the flight was shorter than the minimum.
+    pub fn close_drone(&mut self, drone_id: &Uuid) -> Option<ClosedFlight> {
+        let state = self.drones.get_mut(drone_id)?;
+        state.close_at_last_packet(&self.rule, *drone_id)
     }
 
     /// Closes every open flight at its last packet, as if every drone had gone silent: the end
@@ -528,6 +557,16 @@ mod tests {
             flights.extend(machine.close_all());
             assert_eq!(flights, expected, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn rule_json_is_the_contracts_shape_and_round_trips() {
+        let json = rule_to_json(&FlightRule::default());
+        assert_eq!(json, serde_json::json!({"throttle_threshold": 0.05, "idle_s": 10.0, "gap_s": 10.0, "min_s": 1.0}));
+        let rule =
+            FlightRule { throttle_threshold: 0.1, idle_window_us: 5_500_000, gap_us: 7_000_000, min_duration_us: 0 };
+        assert_eq!(rule_from_json(&rule_to_json(&rule)), Some(rule));
+        assert_eq!(rule_from_json(&serde_json::json!({"idle_s": 5.0})), None);
     }
 
     #[test]

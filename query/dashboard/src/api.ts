@@ -38,6 +38,16 @@ export interface FlightSummary {
   packet_count: number;
   analytics_status: "pending" | "done" | "failed" | string;
   analytics_version: number | null;
+  /** The flight rule the flight was cut with (CONTRACT.md §3). */
+  rule: FlightRule;
+}
+
+/** The flight rule's parameters: throttle threshold T and, in seconds, idle window W, gap G and the shortest flight kept. */
+export interface FlightRule {
+  throttle_threshold: number;
+  idle_s: number;
+  gap_s: number;
+  min_s: number;
 }
 
 export interface FlightDetail extends FlightSummary {

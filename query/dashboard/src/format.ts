@@ -64,3 +64,14 @@ export function clock(ts: string | number): string {
 export function shortId(id: string): string {
   return id.slice(0, 8);
 }
+
+/** Up to 3 decimals, trailing zeros dropped: 10 → "10", 5.5 → "5.5", 0.0125 → "0.013". */
+function compact(value: number): string {
+  return Number.isFinite(value) ? String(Number(value.toFixed(3))) : DASH;
+}
+
+/** The flight rule a flight was cut with, in one line: "throttle ≥ 5 % · idle 10 s · gap 10 s · min 1 s". */
+export function flightRule(rule: { throttle_threshold: number; idle_s: number; gap_s: number; min_s: number } | null | undefined): string {
+  if (!rule) return DASH;
+  return `throttle ≥ ${compact(rule.throttle_threshold * 100)} % · idle ${compact(rule.idle_s)} s · gap ${compact(rule.gap_s)} s · min ${compact(rule.min_s)} s`;
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { age, clock, DASH, duration, heading, num, percent, shortId, when, withUnit } from "../src/format";
+import { age, clock, DASH, duration, flightRule, heading, num, percent, shortId, when, withUnit } from "../src/format";
 
 test("num rounds to the given digits with thousands separators", () => {
   assert.equal(num(16.8, 2), "16.80");
@@ -78,4 +78,10 @@ test("when and clock: a dash for nothing, the input back for an unparsable date"
 test("shortId keeps the first 8 characters", () => {
   assert.equal(shortId("0b6f2c1e-9d7a-4a53-8e1f-2f0c3b4d5e6f"), "0b6f2c1e");
   assert.equal(shortId("abc"), "abc");
+});
+
+test("flightRule shows the rule a flight was cut with, compactly", () => {
+  assert.equal(flightRule({ throttle_threshold: 0.05, idle_s: 10, gap_s: 10, min_s: 1 }), "throttle ≥ 5 % · idle 10 s · gap 10 s · min 1 s");
+  assert.equal(flightRule({ throttle_threshold: 0.025, idle_s: 5.5, gap_s: 7, min_s: 0 }), "throttle ≥ 2.5 % · idle 5.5 s · gap 7 s · min 0 s");
+  assert.equal(flightRule(undefined), DASH);
 });

@@ -4,7 +4,7 @@
 //!
 //! A flight's rows are its drone's rows with start_ts ≤ ts ≤ end_ts (CONTRACT.md §3); they are
 //! selected by time range, not by `telemetry_raw.flight_id`, which the analytics group fills in
-//! only later.
+//! only later. Flights a replay retired live in `flights_retired`, which no route reads.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,7 +68,29 @@ pub struct FlightSummary {
     /// `pending` | `done` | `failed`.
     #[schema(example = "done")]
     pub analytics_status: String,
+    /// The version of the metric definitions the metrics were computed with (null until
+    /// analytics ran).
     pub analytics_version: Option<i32>,
+    /// The flight rule the flight was cut with (CONTRACT.md §3).
+    #[sqlx(json)]
+    pub rule: FlightRule,
+}
+
+/// The parameters of the flight rule (CONTRACT.md §3) a flight was cut with.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FlightRule {
+    /// T: throttle (0–1) at or above which the drone flies.
+    #[schema(example = 0.05)]
+    pub throttle_threshold: f64,
+    /// W: seconds of throttle below T that close a flight.
+    #[schema(example = 10.0)]
+    pub idle_s: f64,
+    /// G: seconds between packets (or of silence) that close a flight.
+    #[schema(example = 10.0)]
+    pub gap_s: f64,
+    /// Shortest flight kept, seconds.
+    #[schema(example = 1.0)]
+    pub min_s: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,7 +158,7 @@ impl FlightRow {
 
 const SUMMARY_COLUMNS: &str = "f.id, f.drone_id, f.start_ts AS start_time, f.end_ts AS end_time, f.duration_s, \
      f.total_mah, f.energy_wh, f.min_voltage, f.max_current, f.distance_m, f.packet_count, \
-     f.analytics_status, f.analytics_version";
+     f.analytics_status, f.analytics_version, f.rule";
 
 /// The flight if its drone belongs to `user_id`; `NotFound` otherwise.
 async fn owned_flight(pool: &PgPool, user_id: Uuid, flight_id: Uuid) -> Result<(FlightRow, Option<Value>)> {

@@ -60,6 +60,8 @@ async fn pages_are_newest_first_and_stable() {
     assert_eq!(first["packet_count"], 10);
     assert_eq!(first["analytics_status"], "pending");
     assert_eq!(first["analytics_version"], Value::Null);
+    // A flight inserted without naming its rule carries the contract's default one.
+    assert_eq!(first["rule"], json!({"throttle_threshold": 0.05, "idle_s": 10.0, "gap_s": 10.0, "min_s": 1.0}));
     assert_eq!(first["energy_wh"], Value::Null);
     for key in ["id", "total_mah", "min_voltage", "max_current", "distance_m"] {
         assert!(first.get(key).is_some(), "{key} missing");

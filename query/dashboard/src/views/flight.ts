@@ -4,7 +4,7 @@
 import { api, ApiError, FlightDetail, Packet, tsMillis } from "../api";
 import { Disposable, flightSeries, palette, sagChart, timeChart, trackChart, trackFrom } from "../charts";
 import { h, mount } from "../dom";
-import { duration, num, when, withUnit } from "../format";
+import { duration, flightRule, num, when, withUnit } from "../format";
 import { metricsTable, powerCurveTable } from "../metrics";
 import type { ViewContext } from "../app";
 
@@ -31,6 +31,7 @@ export function flightView(root: HTMLElement, ctx: ViewContext, flightId: string
   );
 
   const statusSlot = h("span");
+  const ruleSlot = h("p", { class: "sub", id: "flight-rule" });
   const kpiSlot = h("div", { class: "kpis" });
   const metricsSlot = h("div");
   const powerCurveSlot = h("div");
@@ -52,7 +53,8 @@ export function flightView(root: HTMLElement, ctx: ViewContext, flightId: string
         "div",
         { class: "page-head with-actions" },
         h("div", {}, h("h1", {}, `Flight ${when(flight.start_ts)}`, " ", statusSlot),
-          h("p", { class: "sub" }, "ID ", h("code", {}, flight.id), ` · ${when(flight.start_ts)} → ${when(flight.end_ts)}`)),
+          h("p", { class: "sub" }, "ID ", h("code", {}, flight.id), ` · ${when(flight.start_ts)} → ${when(flight.end_ts)}`),
+          ruleSlot),
         h("div", { class: "actions" }, csvButton, recomputeButton),
       ),
       kpiSlot,
@@ -66,6 +68,8 @@ export function flightView(root: HTMLElement, ctx: ViewContext, flightId: string
 
   function showSummary(flight: FlightDetail) {
     mount(statusSlot, h("span", { class: `badge status-${flight.analytics_status}`, id: "analytics-status" }, `analytics ${flight.analytics_status}`));
+    const version = flight.analytics_version === null ? "analytics version —" : `analytics version ${flight.analytics_version}`;
+    mount(ruleSlot, h("span", { title: "the flight rule this flight was cut with (CONTRACT §3)" }, `Flight rule: ${flightRule(flight.rule)}`), ` · ${version}`);
     const fallbackDuration = (tsMillis(flight.end_ts) - tsMillis(flight.start_ts)) / 1000;
     const kpi = (label: string, value: string) => h("div", { class: "kpi" }, h("span", { class: "label" }, label), h("span", { class: "value" }, value));
     mount(
