@@ -114,6 +114,7 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         let config = ingest::IngestConfig {
             rate_per_drone_hz: settings.ingest.rate_hz,
             rate_burst: settings.ingest.rate_burst,
+            max_in_flight_packets: settings.ingest.max_in_flight_packets,
             ..ingest::IngestConfig::default()
         };
         let state = ingest::AppState::with_config(pool.clone(), ingest_publisher.clone(), order, config)

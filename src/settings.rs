@@ -30,6 +30,7 @@ const ENV: &[(&str, &str)] = &[
     ("FLIGHTLINE_INGEST_ACK_TIMEOUT_MS", "ingest.ack_timeout_ms"),
     ("FLIGHTLINE_INGEST_RATE_HZ", "ingest.rate_hz"),
     ("FLIGHTLINE_INGEST_RATE_BURST", "ingest.rate_burst"),
+    ("FLIGHTLINE_INGEST_MAX_IN_FLIGHT_PACKETS", "ingest.max_in_flight_packets"),
     ("FLIGHTLINE_JWT_SECRET", "query.jwt_secret"),
     ("FLIGHTLINE_JWT_TTL_S", "query.jwt_ttl_s"),
     ("FLIGHTLINE_SIGNUP_ENABLED", "query.signup_enabled"),
@@ -97,6 +98,8 @@ pub struct IngestSettings {
     pub rate_hz: f64,
     /// Packets one drone may send at once above that rate (at least one full batch, 500).
     pub rate_burst: u32,
+    /// Packets one instance may have on their way to Kafka at once; beyond, 503 at once.
+    pub max_in_flight_packets: usize,
 }
 
 /// `[query]`: the read side and user accounts.
@@ -189,7 +192,7 @@ impl Default for Settings {
 
 impl Default for IngestSettings {
     fn default() -> Self {
-        Self { pool_size: 16, ack_timeout_ms: 5000, rate_hz: 1000.0, rate_burst: 10_000 }
+        Self { pool_size: 16, ack_timeout_ms: 5000, rate_hz: 1000.0, rate_burst: 10_000, max_in_flight_packets: 50_000 }
     }
 }
 

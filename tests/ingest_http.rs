@@ -384,3 +384,43 @@ async fn a_drones_key_writes_only_that_drone() {
     }
     app.cleanup().await;
 }
+
+/// Load shedding: with `max_in_flight_packets` on their way to Kafka already, a further batch is
+/// answered 503 with Retry-After at once, instead of queueing behind a pipeline that cannot keep up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_beyond_the_in_flight_budget_is_shed_at_once() {
+    let app = spawn_app().await;
+    let (_, slow) = app.create_drone("slow").await;
+    let (_, other) = app.create_drone("other").await;
+    // An instance whose Kafka never answers: its appends stay in flight for the ack timeout.
+    let mut unreachable = app.kafka.clone();
+    unreachable.set("bootstrap.servers", "127.0.0.1:1");
+    let options = IngestOptions {
+        config: ingest::IngestConfig { max_in_flight_packets: 500, ..Default::default() },
+        ack_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let (url, shutdown) = common::serve_ingest(&app.pool, &unreachable, &app.topic, &options).await;
+    let api = Api::new(url);
+    let t = past_ms();
+    let in_flight = {
+        let (api, slow) = (api.clone(), slow.clone());
+        tokio::spawn(async move { api.post_telemetry(&slow, &json!(packets_from(t, 500))).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let shed = api.post_telemetry(&other, &json!([packet_at(t, 0.5)])).await;
+    let answered_in = started.elapsed();
+    assert_eq!(shed.headers()["retry-after"], "1");
+    expect_error(shed, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    assert!(answered_in < Duration::from_millis(1000), "shed only after {answered_in:?}");
+    // The batch in flight fails with Kafka, gives its budget back, and the next one is tried again
+    // (it waits for Kafka rather than being shed).
+    expect_error(in_flight.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let started = std::time::Instant::now();
+    let retried = api.post_telemetry(&other, &json!([packet_at(t, 0.5)])).await;
+    assert_eq!(retried.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() >= Duration::from_secs(2), "not appended: {:?}", started.elapsed());
+    shutdown.cancel();
+    app.cleanup().await;
+}

@@ -56,6 +56,10 @@ pub struct IngestConfig {
     /// WebSocket sessions one drone may hold open at once on one instance (a drone needs one;
     /// a leaked or hostile client must not pile up sessions).
     pub ws_sessions_per_drone: usize,
+    /// Packets this instance may have on their way to Kafka at once. A batch that would exceed it
+    /// is answered 503 at once: under a burst beyond what the pipeline drains, drones are told to
+    /// come back rather than queued for seconds (about one second of this box's capacity).
+    pub max_in_flight_packets: usize,
 }
 
 impl Default for IngestConfig {
@@ -69,6 +73,7 @@ impl Default for IngestConfig {
             ws_idle_timeout: Duration::from_secs(60),
             ws_ping_interval: Duration::from_secs(20),
             ws_sessions_per_drone: 4,
+            max_in_flight_packets: 50_000,
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Open WebSocket sessions per drone.
     pub ws_sessions: Arc<std::sync::Mutex<HashMap<Uuid, usize>>>,
+    /// Permits for [`IngestConfig::max_in_flight_packets`], one per packet being appended.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// One open WebSocket session of a drone, counted until dropped.
@@ -139,11 +146,14 @@ impl AppState {
         let drone_rate = Buckets::new(config.rate_per_drone_hz.max(1.0), burst, 1_000_000);
         let auth_failures =
             Buckets::new(config.auth_failures_per_s.max(0.001), f64::from(config.auth_failure_burst.max(1)), 100_000);
+        let in_flight =
+            Arc::new(tokio::sync::Semaphore::new(config.max_in_flight_packets.max(schemas::MAX_PACKETS_PER_BATCH)));
         Self {
             pool,
             keys,
             publisher,
             order,
+            in_flight,
             config: Arc::new(config),
             drone_rate: Arc::new(drone_rate),
             auth_failures: Arc::new(auth_failures),
@@ -180,6 +190,10 @@ impl AppState {
         if let Err(wait) = self.drone_rate.take(drone_id, packets.len() as f64) {
             return Err(ApiError::RateLimited { retry_after_s: credentials::limits::retry_after_secs(wait) });
         }
+        let Ok(_in_flight) = self.in_flight.clone().try_acquire_many_owned(packets.len() as u32) else {
+            metrics::counter!("flightline_ingest_shed_total").increment(1);
+            return Err(ApiError::Unavailable { retry_after_s: 1 });
+        };
         let started = std::time::Instant::now();
         let turn = self.order.begin(drone_id, first_ts_us).await.map_err(|error| match error {
             OrderError::Stale { last_us } => ApiError::InvalidPackets(vec![FieldError {

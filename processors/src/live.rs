@@ -4,13 +4,18 @@
 //!
 //! Newest wins by event time: one Lua script compares the packet's `ts` with the newest stored
 //! one and only then writes and publishes, atomically, so redelivery, lag or a replay never moves
-//! the live view backwards. A batch is one pipelined round trip. Packets received longer ago than
+//! the live view backwards. A batch is one pipelined round trip carrying one script call per
+//! drone: the live view needs the newest state of each drone, not every packet, so a batch is
+//! conflated to its newest packet per drone first. Packets received longer ago than
 //! the key's lifetime are skipped: after downtime the group does not replay stale history into
 //! the live view (it would have expired anyway).
+
+use std::collections::HashMap;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
 use schemas::TelemetryRecord;
+use uuid::Uuid;
 
 use crate::runner::{Batch, Processor};
 use crate::Result;
@@ -53,9 +58,16 @@ impl Processor for Live {
 
     async fn handle(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
         let stale_before = chrono::Utc::now().timestamp_micros() - (LIVE_TTL_S as i64) * 1_000_000;
-        let mut pipe = redis::pipe();
+        let mut newest: HashMap<Uuid, &TelemetryRecord> = HashMap::new();
         for message in batch.messages.iter().filter(|m| m.record.received_at_us >= stale_before) {
             let record = &message.record;
+            let entry = newest.entry(record.drone_id).or_insert(record);
+            if record.ts_us > entry.ts_us {
+                *entry = record;
+            }
+        }
+        let mut pipe = redis::pipe();
+        for record in newest.into_values() {
             let key = schemas::live_key(record.drone_id);
             pipe.cmd("EVALSHA")
                 .arg(self.script.get_hash())

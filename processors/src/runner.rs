@@ -315,9 +315,8 @@ fn subscribe(
     seeds: &Option<OffsetSeeds>,
 ) -> Result<RunnerConsumer> {
     let context = RunnerContext { events: events.clone(), seeds: seeds.clone() };
-    let consumer: StreamConsumer<RunnerContext> = config
-        .kafka
-        .clone()
+    let mut kafka = config.kafka.clone();
+    kafka
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -328,8 +327,15 @@ fn subscribe(
         // A crashed instance's partitions move to the survivors within 10 s, not the default 45.
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
-        .set("isolation.level", "read_committed")
-        .create_with_context(context)?;
+        .set("isolation.level", "read_committed");
+    if !config.batch_wait.is_zero() {
+        // A group that waits to fill its batches lets the broker wait as long: a few large
+        // fetches instead of one per trickle of messages (the broker serves four groups).
+        kafka
+            .set("fetch.wait.max.ms", config.batch_wait.as_millis().max(1).to_string())
+            .set("fetch.min.bytes", "262144");
+    }
+    let consumer: StreamConsumer<RunnerContext> = kafka.create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
     Ok(Arc::new(consumer))
 }
