@@ -8,35 +8,14 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::Deployment;
-use processors::analytics::metrics::{compute, FlightRow, FlightRows};
+use common::{rows_of, Deployment};
+use processors::analytics::metrics::{compute, FlightRows};
 use processors::sessionizer::machine::{ClosedFlight, FlightRule, Sessionizer};
 use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn rows_of(packets: &[Value]) -> Vec<FlightRow> {
-    let triple =
-        |v: &Value| v.as_array().map(|a| [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()]);
-    packets
-        .iter()
-        .map(|p| FlightRow {
-            ts_us: DateTime::parse_from_rfc3339(p["ts"].as_str().unwrap()).unwrap().timestamp_micros(),
-            throttle: p["throttle"].as_f64().unwrap(),
-            voltage: p["voltage"].as_f64(),
-            current: p["current"].as_f64(),
-            mah_drawn: p["mah_drawn"].as_i64(),
-            position: triple(&p["position"]),
-            gps: p
-                .get("gps")
-                .map(|g| [g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap(), g["alt_m"].as_f64().unwrap()]),
-            velocity: triple(&p["velocity"]),
-            attitude: triple(&p["attitude"]),
-        })
-        .collect()
-}
 
 /// The flights and metrics the contract defines for one drone's stream, computed without any
 /// service; the stream's end counts as the drone going silent.

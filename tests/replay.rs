@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::Deployment;
-use processors::analytics::metrics::{compute, FlightRow, FlightRows, ANALYTICS_VERSION};
+use common::{rows_of, Deployment};
+use processors::analytics::metrics::{compute, FlightRows, ANALYTICS_VERSION};
 use processors::sessionizer::machine::{ClosedFlight, FlightRule, Sessionizer};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -24,27 +24,6 @@ const S: i64 = 1_000_000;
 
 fn ts_us(packet: &Value) -> i64 {
     DateTime::parse_from_rfc3339(packet["ts"].as_str().unwrap()).unwrap().timestamp_micros()
-}
-
-fn rows_of(packets: &[Value]) -> Vec<FlightRow> {
-    let triple =
-        |v: &Value| v.as_array().map(|a| [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()]);
-    packets
-        .iter()
-        .map(|p| FlightRow {
-            ts_us: ts_us(p),
-            throttle: p["throttle"].as_f64().unwrap(),
-            voltage: p["voltage"].as_f64(),
-            current: p["current"].as_f64(),
-            mah_drawn: p["mah_drawn"].as_i64(),
-            position: triple(&p["position"]),
-            gps: p
-                .get("gps")
-                .map(|g| [g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap(), g["alt_m"].as_f64().unwrap()]),
-            velocity: triple(&p["velocity"]),
-            attitude: triple(&p["attitude"]),
-        })
-        .collect()
 }
 
 /// The flights and metrics CONTRACT.md §3/§4 define for one drone's stream under `rule`,

@@ -172,6 +172,21 @@ pub async fn insert_rows(tx: &mut sqlx::PgConnection, c: &Columns) -> Result<boo
 /// `data` (binary `COPY` of [`COLUMNS`]) into a temporary table that lives until the commit, then
 /// into `telemetry_raw` with `ON CONFLICT (drone_id, ts) DO NOTHING`.
 pub async fn insert_rows_staged(tx: &mut sqlx::PgConnection, data: &[u8]) -> Result<()> {
+    stage_rows(tx, data).await?;
+    // Not kept prepared: the staging table is a new one in every transaction.
+    sqlx::query(&format!(
+        "INSERT INTO telemetry_raw ({COLUMNS}) SELECT {COLUMNS} FROM store_staging
+         ON CONFLICT (drone_id, ts) DO NOTHING"
+    ))
+    .persistent(false)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// `data` (binary `COPY` of [`COLUMNS`]) into the temporary table `store_staging`, which lives until
+/// the transaction ends: the staged path of the store group and of the store replay.
+pub async fn stage_rows(tx: &mut sqlx::PgConnection, data: &[u8]) -> Result<()> {
     sqlx::query(
         "CREATE TEMP TABLE store_staging (
              drone_id uuid, ts timestamptz, received_at timestamptz, throttle float8, voltage float8,
@@ -186,14 +201,6 @@ pub async fn insert_rows_staged(tx: &mut sqlx::PgConnection, data: &[u8]) -> Res
     let mut copy = tx.copy_in_raw(&format!("COPY store_staging ({COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
     copy.send(data).await?;
     copy.finish().await?;
-    // Not kept prepared: the staging table is a new one in every transaction.
-    sqlx::query(&format!(
-        "INSERT INTO telemetry_raw ({COLUMNS}) SELECT {COLUMNS} FROM store_staging
-         ON CONFLICT (drone_id, ts) DO NOTHING"
-    ))
-    .persistent(false)
-    .execute(&mut *tx)
-    .await?;
     Ok(())
 }
 

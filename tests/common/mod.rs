@@ -273,3 +273,26 @@ impl Deployment {
         self.topics.delete().await;
     }
 }
+
+/// The analytics rows of a drone's packets as the API took them (JSON, `ts` RFC 3339).
+pub fn rows_of(packets: &[serde_json::Value]) -> Vec<processors::analytics::metrics::FlightRow> {
+    let triple = |v: &serde_json::Value| {
+        v.as_array().map(|a| [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()])
+    };
+    packets
+        .iter()
+        .map(|p| processors::analytics::metrics::FlightRow {
+            ts_us: chrono::DateTime::parse_from_rfc3339(p["ts"].as_str().unwrap()).unwrap().timestamp_micros(),
+            throttle: p["throttle"].as_f64().unwrap(),
+            voltage: p["voltage"].as_f64(),
+            current: p["current"].as_f64(),
+            mah_drawn: p["mah_drawn"].as_i64(),
+            position: triple(&p["position"]),
+            gps: p
+                .get("gps")
+                .map(|g| [g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap(), g["alt_m"].as_f64().unwrap()]),
+            velocity: triple(&p["velocity"]),
+            attitude: triple(&p["attitude"]),
+        })
+        .collect()
+}

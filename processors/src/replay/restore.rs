@@ -130,22 +130,9 @@ async fn write_batch(pool: &PgPool, records: &[TelemetryRecord], data: &mut Vec<
     let columns = Columns::from_records(records.iter());
     encode_copy_binary(&columns, data);
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "CREATE TEMP TABLE replay_staging (
-             drone_id uuid, ts timestamptz, received_at timestamptz, throttle float8, voltage float8,
-             current float8, mah_drawn int8, rssi int4, x float8, y float8, z float8, lat float8,
-             lon float8, alt_m float8, vx float8, vy float8, vz float8, roll float8, pitch float8,
-             yaw float8, extra jsonb
-         ) ON COMMIT DROP",
-    )
-    .persistent(false)
-    .execute(&mut *tx)
-    .await?;
-    let mut copy = tx.copy_in_raw(&format!("COPY replay_staging ({COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
-    copy.send(data.as_slice()).await?;
-    copy.finish().await?;
+    crate::store::stage_rows(&mut tx, data.as_slice()).await?;
     let inserted = sqlx::query(&format!(
-        "INSERT INTO telemetry_raw ({COLUMNS}) SELECT {COLUMNS} FROM replay_staging
+        "INSERT INTO telemetry_raw ({COLUMNS}) SELECT {COLUMNS} FROM store_staging
          ON CONFLICT (drone_id, ts) DO NOTHING"
     ))
     .persistent(false)
@@ -156,7 +143,7 @@ async fn write_batch(pool: &PgPool, records: &[TelemetryRecord], data: &mut Vec<
         // The tag the analytics group gave them: the flight whose range holds the row.
         sqlx::query(
             "UPDATE telemetry_raw t SET flight_id = f.id
-             FROM replay_staging s JOIN flights f ON f.drone_id = s.drone_id AND s.ts BETWEEN f.start_ts AND f.end_ts
+             FROM store_staging s JOIN flights f ON f.drone_id = s.drone_id AND s.ts BETWEEN f.start_ts AND f.end_ts
              WHERE t.drone_id = s.drone_id AND t.ts = s.ts AND t.flight_id IS NULL",
         )
         .persistent(false)
