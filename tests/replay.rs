@@ -519,3 +519,60 @@ async fn a_replay_killed_with_kill_9_and_run_again_ends_as_an_uninterrupted_one(
     drop(child);
     deployment.cleanup().await;
 }
+
+/// A replay beside a pipeline that keeps ingesting: the drone streaming meanwhile gets every row
+/// once and the flights the running sessionizer cuts (its rule, not the replay's), while the
+/// replayed drone ends with the flights of the replay's rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_beside_live_ingest_leaves_the_live_drones_complete() {
+    let deployment = Deployment::new().await;
+    let child = deployment.start().await;
+    let user = deployment.api.user().await;
+    let dir = scratch_dir();
+    let stream = composed_stream();
+    let file = write_jsonl(&dir, "composed.jsonl", &stream);
+    let (replayed, replayed_key) = deployment.api.drone(&user, "replayed").await;
+    let (live, live_key) = deployment.api.drone(&user, "live").await;
+    send_file(&deployment, &replayed_key, &file).await;
+    analysed_flights(&deployment, replayed, 1).await;
+
+    let default = FlightRule::default();
+    let idle5 = FlightRule { idle_window_us: 5 * S, ..default };
+    let from = (ts_us(&stream[0]) / 1000).to_string();
+    let drone = replayed.to_string();
+    let args = ["--group", "sessionizer", "--from", &from, "--drone", &drone];
+    // The live drone streams its whole flight while the replay reads and rewrites the other.
+    let (summary, ()) = tokio::join!(
+        replay(&deployment, &args, &[("FLIGHTLINE_FLIGHT_IDLE_S", "5")]),
+        send_file(&deployment, &live_key, &file)
+    );
+    assert_eq!((summary["flights_added"].as_u64(), summary["flights_retired"].as_u64()), (Some(2), Some(1)));
+    assert_matches(
+        "the replayed drone",
+        &flights_of(&deployment, replayed).await,
+        &expected(replayed, &stream, idle5),
+        &idle5,
+    );
+
+    // The live drone: every packet stored once, its flight cut by the running sessionizer.
+    let expected_live = expected(live, &stream, default);
+    let flights = analysed_flights(&deployment, live, expected_live.len()).await;
+    assert_matches("the live drone", &flights, &expected_live, &default);
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT ts) FROM telemetry_raw WHERE drone_id = $1")
+            .bind(live)
+            .fetch_one(&deployment.pool)
+            .await
+            .unwrap();
+    assert_eq!((rows, distinct), (stream.len() as i64, stream.len() as i64));
+    let retired: i64 = sqlx::query_scalar("SELECT count(*) FROM flights_retired WHERE drone_id = $1")
+        .bind(live)
+        .fetch_one(&deployment.pool)
+        .await
+        .unwrap();
+    assert_eq!(retired, 0, "the replay touched only its drone");
+
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(child);
+    deployment.cleanup().await;
+}
