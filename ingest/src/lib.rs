@@ -187,13 +187,14 @@ impl AppState {
             return Err(ApiError::InvalidBody("expected at least one packet".into()));
         };
         let (first_ts_us, last_ts_us) = (first.ts_us(), last.ts_us());
-        if let Err(wait) = self.drone_rate.take(drone_id, packets.len() as f64) {
-            return Err(ApiError::RateLimited { retry_after_s: credentials::limits::retry_after_secs(wait) });
-        }
+        // Shed before the rate limit is charged: a shed batch is retried and must not pay twice.
         let Ok(_in_flight) = self.in_flight.clone().try_acquire_many_owned(packets.len() as u32) else {
             metrics::counter!("flightline_ingest_shed_total").increment(1);
             return Err(ApiError::Unavailable { retry_after_s: 1 });
         };
+        if let Err(wait) = self.drone_rate.take(drone_id, packets.len() as f64) {
+            return Err(ApiError::RateLimited { retry_after_s: credentials::limits::retry_after_secs(wait) });
+        }
         let started = std::time::Instant::now();
         let turn = self.order.begin(drone_id, first_ts_us).await.map_err(|error| match error {
             OrderError::Stale { last_us } => ApiError::InvalidPackets(vec![FieldError {
