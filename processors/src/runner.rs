@@ -33,6 +33,12 @@ impl Record for schemas::TelemetryRecord {
     }
 }
 
+impl Record for schemas::TelemetryHead {
+    fn decode(payload: &[u8]) -> std::result::Result<Self, schemas::DecodeError> {
+        schemas::decode_telemetry_head(payload)
+    }
+}
+
 impl Record for schemas::FlightEvent {
     fn decode(payload: &[u8]) -> std::result::Result<Self, schemas::DecodeError> {
         schemas::decode_flight_event(payload)

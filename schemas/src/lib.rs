@@ -44,9 +44,9 @@ pub mod values;
 pub mod view;
 
 pub use avro::{
-    decode_flight_event, decode_telemetry, decode_telemetry_packet, encode_flight_event, encode_telemetry,
-    encode_telemetry_into, encode_telemetry_packet, DecodeError, PacketDecodeError, FLIGHT_EVENT_SCHEMA,
-    TELEMETRY_PACKET_SCHEMA, TELEMETRY_RECORD_SCHEMA,
+    decode_flight_event, decode_telemetry, decode_telemetry_head, decode_telemetry_packet, encode_flight_event,
+    encode_telemetry, encode_telemetry_into, encode_telemetry_packet, DecodeError, PacketDecodeError,
+    FLIGHT_EVENT_SCHEMA, TELEMETRY_PACKET_SCHEMA, TELEMETRY_RECORD_SCHEMA,
 };
 pub use flight::{flight_id, format_ts, FLIGHT_ID_NAMESPACE};
 pub use live::{live_channel, live_key, LIVE_CHANNEL_PREFIX};
@@ -54,6 +54,6 @@ pub use packet::{
     parse_batch, parse_frame, parse_packet_value, BatchError, FieldError, TelemetryPacket, MAX_EXTRA_BYTES,
     MAX_EXTRA_KEYS, MAX_FUTURE_US, MAX_PACKETS_PER_BATCH,
 };
-pub use record::{FlightClosed, FlightEvent, FlightRule, RecomputeRequested, TelemetryRecord};
+pub use record::{FlightClosed, FlightEvent, FlightRule, RecomputeRequested, TelemetryHead, TelemetryRecord};
 pub use values::{Attitude, ExtraValue, Gps, Vec3};
 pub use view::{ExtraJson, PacketJson};

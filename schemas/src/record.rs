@@ -11,6 +11,20 @@ use crate::packet::TelemetryPacket;
 use crate::values::{Attitude, ExtraValue, Gps, Vec3};
 use crate::view::{ExtraJson, PacketJson};
 
+/// The part of a `telemetry.v1` record the flight rule reads (CONTRACT.md §3), decoded without
+/// the rest of the record: see [`crate::decode_telemetry_head`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TelemetryHead {
+    /// The drone that sent it.
+    pub drone_id: Uuid,
+    /// Event time, µs since the Unix epoch.
+    pub ts_us: i64,
+    /// When ingest accepted the packet, µs since the Unix epoch.
+    pub received_at_us: i64,
+    /// 0.0–1.0.
+    pub throttle: f64,
+}
+
 /// One accepted telemetry packet of one drone: the value of topic `telemetry.v1`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryRecord {

@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use schemas::TelemetryRecord;
+use schemas::TelemetryHead;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -117,14 +117,14 @@ impl Recut {
     /// Feeds one message of the slice (log order per partition).
     pub fn feed_payload(&mut self, partition: i32, offset: i64, payload: &[u8]) {
         self.messages += 1;
-        match schemas::decode_telemetry(payload) {
+        match schemas::decode_telemetry_head(payload) {
             Ok(record) => self.feed(partition, offset, &record),
             // The live groups dead-lettered it; it is in no flight.
             Err(_) => self.undecodable += 1,
         }
     }
 
-    pub fn feed(&mut self, partition: i32, offset: i64, record: &TelemetryRecord) {
+    pub fn feed(&mut self, partition: i32, offset: i64, record: &TelemetryHead) {
         if self.drone.is_some_and(|only| only != record.drone_id) {
             return;
         }
@@ -585,26 +585,12 @@ mod tests {
     const S: i64 = 1_000_000;
     const T0: i64 = 1_777_636_800 * S;
 
-    fn record(drone: Uuid, ts_us: i64, throttle: f64) -> TelemetryRecord {
-        TelemetryRecord {
-            drone_id: drone,
-            ts_us,
-            received_at_us: ts_us,
-            position: None,
-            gps: None,
-            velocity: None,
-            attitude: None,
-            throttle,
-            voltage: None,
-            current: None,
-            mah_drawn: None,
-            rssi: None,
-            extra: Default::default(),
-        }
+    fn record(drone: Uuid, ts_us: i64, throttle: f64) -> TelemetryHead {
+        TelemetryHead { drone_id: drone, ts_us, received_at_us: ts_us, throttle }
     }
 
     /// One drone: fly 0–30 s, idle 30–45 s, fly 45–80 s, idle 80–95 s, at 10 Hz.
-    fn stream(drone: Uuid) -> Vec<TelemetryRecord> {
+    fn stream(drone: Uuid) -> Vec<TelemetryHead> {
         (0..950)
             .map(|i| {
                 let ts = T0 + i * S / 10;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::{FlightClosed, FlightEvent, TelemetryRecord};
+use schemas::{FlightClosed, FlightEvent, TelemetryHead};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -186,7 +186,7 @@ impl SessionizerProcessor {
         quiet_since.is_some_and(|since| since.elapsed() >= CAUGHT_UP_AFTER)
     }
 
-    async fn apply(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
+    async fn apply(&mut self, batch: &Batch<TelemetryHead>) -> Result<()> {
         let mut states = BTreeMap::new();
         for partition in batch.next_offsets.keys() {
             states.insert(*partition, self.state(*partition).await?);
@@ -241,9 +241,9 @@ impl SessionizerProcessor {
 }
 
 impl Processor for SessionizerProcessor {
-    type Record = TelemetryRecord;
+    type Record = TelemetryHead;
 
-    async fn handle(&mut self, batch: &Batch<TelemetryRecord>) -> Result<()> {
+    async fn handle(&mut self, batch: &Batch<TelemetryHead>) -> Result<()> {
         let started = Instant::now();
         let result = self.apply(batch).await;
         self.note_stall(started, &result);

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::packet::{FieldError, GpsDraft, PacketDraft, Slot, TelemetryPacket};
-use crate::record::{FlightEvent, TelemetryRecord};
+use crate::record::{FlightEvent, TelemetryHead, TelemetryRecord};
 use crate::values::{Attitude, ExtraValue, Gps, Vec3};
 
 mod fingerprint;
@@ -132,6 +132,24 @@ pub fn encode_telemetry_into(record: &TelemetryRecord, out: &mut Vec<u8>) {
 /// Decodes a telemetry message written with any known version of the schema.
 pub fn decode_telemetry(bytes: &[u8]) -> Result<TelemetryRecord, DecodeError> {
     decode_telemetry_with(&TELEMETRY, bytes)
+}
+
+/// What the flight rule needs of a telemetry message (drone, ts, received_at, throttle). It accepts
+/// exactly the messages [`decode_telemetry`] accepts (the whole datum is checked) but builds
+/// nothing else: the sessionizer and its replay read every packet, and the `extra` map's
+/// allocations were most of their decode cost.
+pub fn decode_telemetry_head(bytes: &[u8]) -> Result<TelemetryHead, DecodeError> {
+    let (version, datum) = split_header(bytes)?;
+    if version == TELEMETRY.current {
+        return reader::read_telemetry_head_datum(datum);
+    }
+    let record = decode_telemetry(bytes)?;
+    Ok(TelemetryHead {
+        drone_id: record.drone_id,
+        ts_us: record.ts_us,
+        received_at_us: record.received_at_us,
+        throttle: record.throttle,
+    })
 }
 
 /// Encodes a packet as an Avro single-object `TelemetryPacket` message with the current schema

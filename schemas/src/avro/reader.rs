@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{malformed, DecodeError, Tail};
-use crate::record::{FlightClosed, FlightEvent, FlightRule, RecomputeRequested, TelemetryRecord};
+use crate::record::{FlightClosed, FlightEvent, FlightRule, RecomputeRequested, TelemetryHead, TelemetryRecord};
 use crate::values::{Attitude, ExtraValue, Gps, Vec3};
 
 struct Cursor<'a> {
@@ -112,19 +112,37 @@ pub(super) fn read_telemetry_datum(datum: &[u8]) -> Result<TelemetryRecord, Deco
     let drone_id = cursor.uuid()?;
     let ts_us = cursor.long()?;
     let received_at_us = cursor.long()?;
-    Ok(read_tail(cursor)?.into_record(drone_id, ts_us, received_at_us))
+    Ok(read_tail(cursor, Extra::Keep)?.into_record(drone_id, ts_us, received_at_us))
+}
+
+/// A `TelemetryRecord` datum checked whole like [`read_telemetry_datum`] (so exactly the same
+/// messages are accepted), keeping only what the sessionizer needs: no allocation per message.
+pub(super) fn read_telemetry_head_datum(datum: &[u8]) -> Result<TelemetryHead, DecodeError> {
+    let mut cursor = Cursor { bytes: datum, position: 0 };
+    let drone_id = cursor.uuid()?;
+    let ts_us = cursor.long()?;
+    let received_at_us = cursor.long()?;
+    let throttle = read_tail(cursor, Extra::Skip)?.throttle;
+    Ok(TelemetryHead { drone_id, ts_us, received_at_us, throttle })
+}
+
+/// Whether [`read_tail`] keeps the `extra` map or only checks it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    Keep,
+    Skip,
 }
 
 /// A `TelemetryPacket` datum: its `ts` and the rest.
 pub(super) fn read_packet_datum(datum: &[u8]) -> Result<(i64, Tail), DecodeError> {
     let mut cursor = Cursor { bytes: datum, position: 0 };
     let ts_us = cursor.long()?;
-    Ok((ts_us, read_tail(cursor)?))
+    Ok((ts_us, read_tail(cursor, Extra::Keep)?))
 }
 
 /// Reads the fields from `position` to `extra` (see [`super::writer::write_telemetry_tail`]) and
-/// checks that nothing follows.
-fn read_tail(mut cursor: Cursor<'_>) -> Result<Tail, DecodeError> {
+/// checks that nothing follows; with [`Extra::Skip`] the map is checked but left empty.
+fn read_tail(mut cursor: Cursor<'_>, keep: Extra) -> Result<Tail, DecodeError> {
     let position = cursor.optional(Cursor::vec3)?;
     let gps =
         cursor.optional(|cursor| Ok(Gps { lat: cursor.double()?, lon: cursor.double()?, alt_m: cursor.double()? }))?;
@@ -152,15 +170,20 @@ fn read_tail(mut cursor: Cursor<'_>) -> Result<Tail, DecodeError> {
             return Err(cursor.error("map block count exceeds the data"));
         }
         for _ in 0..count {
-            let key = cursor.str()?.to_owned();
+            let key = cursor.str()?;
             let value = match cursor.long()? {
-                0 => ExtraValue::String(cursor.str()?.to_owned()),
+                0 => {
+                    let text = cursor.str()?;
+                    ExtraValue::String(if keep == Extra::Keep { text.to_owned() } else { String::new() })
+                }
                 1 => ExtraValue::Int(cursor.long()?),
                 2 => ExtraValue::Float(cursor.double()?),
                 3 => ExtraValue::Bool(cursor.boolean()?),
                 _ => return Err(cursor.error("invalid union branch")),
             };
-            extra.insert(key, value);
+            if keep == Extra::Keep {
+                extra.insert(key.to_owned(), value);
+            }
         }
     }
     if cursor.remaining() > 0 {
