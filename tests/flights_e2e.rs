@@ -8,40 +8,13 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{rows_of, Deployment};
-use processors::analytics::metrics::{compute, FlightRows};
-use processors::sessionizer::machine::{ClosedFlight, FlightRule, Sessionizer};
+use common::{expected, Deployment};
+use processors::sessionizer::machine::{ClosedFlight, FlightRule};
 use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// The flights and metrics the contract defines for one drone's stream, computed without any
-/// service; the stream's end counts as the drone going silent.
-fn expected(drone_id: Uuid, packets: &[Value]) -> Vec<(ClosedFlight, Value)> {
-    let rows = rows_of(packets);
-    let mut machine = Sessionizer::new(FlightRule::default());
-    let mut flights: Vec<ClosedFlight> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| machine.on_packet(drone_id, r.ts_us, r.throttle, 0, i as i64))
-        .collect();
-    flights.extend(machine.close_all());
-    flights
-        .into_iter()
-        .map(|flight| {
-            let mut frame = FlightRows::with_capacity(0);
-            for row in rows.iter().filter(|r| r.ts_us >= flight.start_ts_us && r.ts_us <= flight.end_ts_us) {
-                frame.push(*row);
-            }
-            let metrics =
-                compute(&frame, flight.start_ts_us, flight.end_ts_us, FlightRule::default().throttle_threshold)
-                    .unwrap();
-            (flight, serde_json::to_value(metrics).unwrap())
-        })
-        .collect()
-}
 
 async fn send(deployment: &Deployment, key: &str, file: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
@@ -112,7 +85,7 @@ async fn recorded_flights_become_contract_flights_with_contract_metrics() {
         let (drone_id, key) = credentials::create_drone(&deployment.pool, file, None).await.unwrap();
         let status = send(&deployment, &key, file).await.wait().await.unwrap();
         assert!(status.success(), "send {file}");
-        cases.push((file, drone_id, expected(drone_id, &testkit::read_recorded(file))));
+        cases.push((file, drone_id, expected(drone_id, &testkit::read_recorded(file), FlightRule::default())));
     }
     for (file, drone_id, expected) in &cases {
         assert!(!expected.is_empty(), "{file} yields no flight at all");
@@ -145,7 +118,7 @@ async fn kill_9_mid_stream_gives_the_same_flights_and_metrics() {
     // Several flights, split by the recording's gaps of over 10 s.
     let file = "dji_mini2_2021-09-05_19-23.jsonl.gz";
     let (drone_id, key) = credentials::create_drone(&deployment.pool, "mini2", None).await.unwrap();
-    let expected = expected(drone_id, &testkit::read_recorded(file));
+    let expected = expected(drone_id, &testkit::read_recorded(file), FlightRule::default());
     assert!(expected.len() > 1);
     let mut sender = send(&deployment, &key, file).await;
     // Kill everything once some, but not all, of the stream is in.

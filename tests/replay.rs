@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{rows_of, Deployment};
-use processors::analytics::metrics::{compute, FlightRows, ANALYTICS_VERSION};
-use processors::sessionizer::machine::{ClosedFlight, FlightRule, Sessionizer};
+use common::{expected, Deployment};
+use processors::analytics::metrics::ANALYTICS_VERSION;
+use processors::sessionizer::machine::{ClosedFlight, FlightRule};
 use serde_json::{json, Value};
 use sqlx::Row;
 use uuid::Uuid;
@@ -24,30 +24,6 @@ const S: i64 = 1_000_000;
 
 fn ts_us(packet: &Value) -> i64 {
     DateTime::parse_from_rfc3339(packet["ts"].as_str().unwrap()).unwrap().timestamp_micros()
-}
-
-/// The flights and metrics CONTRACT.md §3/§4 define for one drone's stream under `rule`,
-/// computed without any service; the stream's end counts as the drone going silent.
-fn expected(drone_id: Uuid, packets: &[Value], rule: FlightRule) -> Vec<(ClosedFlight, Value)> {
-    let rows = rows_of(packets);
-    let mut machine = Sessionizer::new(rule);
-    let mut flights: Vec<ClosedFlight> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| machine.on_packet(drone_id, r.ts_us, r.throttle, 0, i as i64))
-        .collect();
-    flights.extend(machine.close_all());
-    flights
-        .into_iter()
-        .map(|flight| {
-            let mut frame = FlightRows::with_capacity(0);
-            for row in rows.iter().filter(|r| r.ts_us >= flight.start_ts_us && r.ts_us <= flight.end_ts_us) {
-                frame.push(*row);
-            }
-            let metrics = compute(&frame, flight.start_ts_us, flight.end_ts_us, rule.throttle_threshold).unwrap();
-            (flight, serde_json::to_value(metrics).unwrap())
-        })
-        .collect()
 }
 
 fn rule_json(rule: &FlightRule) -> Value {

@@ -296,3 +296,37 @@ pub fn rows_of(packets: &[serde_json::Value]) -> Vec<processors::analytics::metr
         })
         .collect()
 }
+
+/// The flights and metrics CONTRACT.md §3/§4 define for one drone's stream under `rule`,
+/// computed without any service; the stream's end counts as the drone going silent.
+pub fn expected(
+    drone_id: Uuid,
+    packets: &[serde_json::Value],
+    rule: processors::sessionizer::machine::FlightRule,
+) -> Vec<(processors::sessionizer::machine::ClosedFlight, serde_json::Value)> {
+    let rows = rows_of(packets);
+    let mut machine = processors::sessionizer::machine::Sessionizer::new(rule);
+    let mut flights: Vec<processors::sessionizer::machine::ClosedFlight> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| machine.on_packet(drone_id, r.ts_us, r.throttle, 0, i as i64))
+        .collect();
+    flights.extend(machine.close_all());
+    flights
+        .into_iter()
+        .map(|flight| {
+            let mut frame = processors::analytics::metrics::FlightRows::with_capacity(0);
+            for row in rows.iter().filter(|r| r.ts_us >= flight.start_ts_us && r.ts_us <= flight.end_ts_us) {
+                frame.push(*row);
+            }
+            let metrics = processors::analytics::metrics::compute(
+                &frame,
+                flight.start_ts_us,
+                flight.end_ts_us,
+                rule.throttle_threshold,
+            )
+            .unwrap();
+            (flight, serde_json::to_value(metrics).unwrap())
+        })
+        .collect()
+}
