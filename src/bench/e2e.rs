@@ -56,7 +56,7 @@ pub async fn bench_e2e(options: E2eOptions, default_target: &str, redis_url: &st
     );
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let url = options.target.as_deref().unwrap_or(default_target).trim_end_matches('/').to_owned();
-    let token = sign_up(&http, &url).await?;
+    let (token, _) = super::sign_up(&http, &url, "bench-e2e").await?;
     let mut drones = Vec::new();
     for i in 0..options.drones {
         let drone: Value = http
@@ -208,20 +208,6 @@ pub async fn bench_e2e(options: E2eOptions, default_target: &str, redis_url: &st
         sse_p99_ms: percentile(&sse, 0.99),
         errors,
     })
-}
-
-async fn sign_up(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
-    let email = format!("bench-{}@flightline.local", uuid::Uuid::new_v4().simple());
-    let credentials = json!({"email": email, "password": "bench-password-1"});
-    http.post(format!("{url}/v1/auth/signup"))
-        .json(&credentials)
-        .send()
-        .await?
-        .error_for_status()
-        .context("signing up the bench user")?;
-    let token: Value =
-        http.post(format!("{url}/v1/auth/token")).json(&credentials).send().await?.error_for_status()?.json().await?;
-    token["access_token"].as_str().map(str::to_owned).context("no access_token in the token response")
 }
 
 /// `(drone_id, ts)` of a live event's JSON.

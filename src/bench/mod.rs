@@ -62,6 +62,28 @@ pub async fn run(command: BenchCommand, settings: &Settings, shutdown: Cancellat
     Ok(())
 }
 
+/// Signs up a new user on the API at `target` (`<prefix>-<random>@flightline.local`) and signs it
+/// in: its access token and id, for the benches that own drones or open their owner's streams.
+pub async fn sign_up(http: &reqwest::Client, target: &str, prefix: &str) -> anyhow::Result<(String, uuid::Uuid)> {
+    use anyhow::Context;
+    let email = format!("{prefix}-{}@flightline.local", uuid::Uuid::new_v4().simple());
+    let credentials =
+        serde_json::json!({"email": email, "password": format!("bench-{}", uuid::Uuid::new_v4().simple())});
+    let post = |path: &str, what: &'static str| {
+        let request =
+            http.post(format!("{target}{path}")).timeout(std::time::Duration::from_secs(30)).json(&credentials);
+        async move {
+            let response = request.send().await?.error_for_status().context(what)?;
+            anyhow::Ok(response.json::<serde_json::Value>().await?)
+        }
+    };
+    let user = post("/v1/auth/signup", "signing up the bench user (is signup enabled on the target?)").await?;
+    let user_id = user["id"].as_str().and_then(|id| id.parse().ok()).context("no user id in the signup response")?;
+    let token = post("/v1/auth/token", "signing in the bench user").await?;
+    let token = token["access_token"].as_str().context("no access_token in the token response")?;
+    Ok((token.to_owned(), user_id))
+}
+
 /// The statistics every bench reports with.
 pub mod stats {
     /// The q-quantile of sorted values, linear interpolation between order statistics (0 when

@@ -60,7 +60,7 @@ use futures::{SinkExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -188,7 +188,7 @@ pub async fn bench_pipeline(
     let processes = ProcessProbe::discover(std::process::id());
     let loadavg_before = loadavg();
 
-    let (token, user_id) = sign_up(&http, &target).await?;
+    let (token, user_id) = super::sign_up(&http, &target, "bench-pipeline").await?;
     let mut drone_ids = Vec::with_capacity(options.drones as usize);
     let mut keys = Vec::with_capacity(options.drones as usize);
     for index in 0..options.drones {
@@ -492,35 +492,6 @@ async fn check_target(http: &reqwest::Client, target: &str) -> anyhow::Result<()
         bail!("{target}/readyz answered {}: the deployment is not ready", response.status());
     }
     Ok(())
-}
-
-/// A new user (the owner of the bench drones, whose token opens the fleet stream): its token and id.
-async fn sign_up(http: &reqwest::Client, target: &str) -> anyhow::Result<(String, Uuid)> {
-    let email = format!("bench-pipeline-{}@flightline.local", Uuid::new_v4().simple());
-    let credentials = json!({"email": email, "password": format!("bench-{}", Uuid::new_v4().simple())});
-    let user: Value = http
-        .post(format!("{target}/v1/auth/signup"))
-        .timeout(Duration::from_secs(30))
-        .json(&credentials)
-        .send()
-        .await?
-        .error_for_status()
-        .context("signing up the bench user (is signup enabled on the target?)")?
-        .json()
-        .await?;
-    let user_id = user["id"].as_str().and_then(|id| id.parse().ok()).context("no user id in the signup response")?;
-    let token: Value = http
-        .post(format!("{target}/v1/auth/token"))
-        .timeout(Duration::from_secs(30))
-        .json(&credentials)
-        .send()
-        .await?
-        .error_for_status()
-        .context("signing in the bench user")?
-        .json()
-        .await?;
-    let token = token["access_token"].as_str().context("no access_token in the token response")?;
-    Ok((token.to_owned(), user_id))
 }
 
 /// What the drones share.
