@@ -84,6 +84,48 @@ pub async fn sign_up(http: &reqwest::Client, target: &str, prefix: &str) -> anyh
     Ok((token.to_owned(), user_id))
 }
 
+/// Runs `work` on a pool of `connections` to a new, migrated database
+/// (`flightline_bench_<kind>_<random>` on the server of `database_url`), then drops that database
+/// again, also when `work` failed.
+pub async fn with_scratch_database<T, F, Fut>(
+    database_url: &str,
+    kind: &str,
+    connections: u32,
+    work: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    use anyhow::Context;
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+    let admin_options = sqlx::postgres::PgConnectOptions::from_str(database_url).context("parsing the database url")?;
+    let db_name = format!("flightline_bench_{kind}_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = admin_options.connect().await.context("connecting PostgreSQL")?;
+    sqlx::raw_sql(&format!(r#"CREATE DATABASE "{db_name}""#))
+        .execute(&mut admin)
+        .await
+        .context("creating the scratch database")?;
+    let result = async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(connections)
+            .connect_with(admin_options.clone().database(&db_name))
+            .await?;
+        runtime::migrate(&pool).await?;
+        let result = work(pool.clone()).await;
+        pool.close().await;
+        result
+    }
+    .await;
+    let dropped =
+        sqlx::raw_sql(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&mut admin).await;
+    let _ = admin.close().await;
+    let report = result?;
+    dropped.context("dropping the scratch database")?;
+    Ok(report)
+}
+
 /// The statistics every bench reports with.
 pub mod stats {
     /// The q-quantile of sorted values, linear interpolation between order statistics (0 when

@@ -12,7 +12,6 @@
 //!
 //! Prints one JSON object: packets, and messages/s of each replay.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde::Serialize;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
 
 use flightline::{runtime, Settings};
 use processors::replay::{self, Progress, ReplayConfig};
@@ -70,41 +67,25 @@ pub async fn bench_replay(settings: &Settings, options: ReplayBenchOptions) -> a
         options.packets >= 1 && options.drones >= 1 && options.hz >= 1,
         "--packets, --drones, --hz must be positive"
     );
-    let admin_options = PgConnectOptions::from_str(&settings.database_url).context("parsing the database url")?;
-    let db_name = format!("flightline_bench_replay_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = admin_options.connect().await.context("connecting PostgreSQL")?;
-    sqlx::raw_sql(&format!(r#"CREATE DATABASE "{db_name}""#))
-        .execute(&mut admin)
-        .await
-        .context("creating the scratch database")?;
     let kafka = runtime::kafka_base(settings);
     let topic = format!("flbench.{}.telemetry.v1", uuid::Uuid::new_v4().simple());
     let kafka_admin: AdminClient<DefaultClientContext> = kafka.create().context("creating the Kafka admin client")?;
-    let result = async {
-        let created = kafka_admin
+    let (admin, kafka_ref, topic_ref, options_ref) = (&kafka_admin, &kafka, &topic, &options);
+    let result = super::with_scratch_database(&settings.database_url, "replay", 4, |pool| async move {
+        let created = admin
             .create_topics(
-                &[NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(1))],
+                &[NewTopic::new(topic_ref, PARTITIONS, TopicReplication::Fixed(1))],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             )
             .await?;
         for outcome in created {
             outcome.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
         }
-        let pool =
-            PgPoolOptions::new().max_connections(4).connect_with(admin_options.clone().database(&db_name)).await?;
-        runtime::migrate(&pool).await?;
-        let result = run_bench(&pool, &kafka, &topic, &options).await;
-        pool.close().await;
-        result
-    }
+        run_bench(&pool, kafka_ref, topic_ref, options_ref).await
+    })
     .await;
     let _ = kafka_admin.delete_topics(&[&topic], &AdminOptions::new()).await;
-    let dropped =
-        sqlx::raw_sql(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&mut admin).await;
-    let _ = admin.close().await;
-    let report = result?;
-    dropped.context("dropping the scratch database")?;
-    Ok(report)
+    result
 }
 
 async fn run_bench(

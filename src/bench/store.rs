@@ -18,17 +18,14 @@
 //! Before each method's run `telemetry_raw` is truncated, and the order of the methods alternates
 //! between runs. The first run checks that both methods stored identical rows.
 
-use std::str::FromStr;
 use std::time::Instant;
 
-use anyhow::Context;
 use chrono::Utc;
 use processors::store::Columns;
 use processors::Message;
 use schemas::TelemetryRecord;
 use serde::Serialize;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::stats::{median, round};
 
@@ -101,28 +98,7 @@ pub async fn bench_store(database_url: &str, options: StoreBenchOptions) -> anyh
         options.rows >= 1 && options.batch >= 1 && options.runs >= 1,
         "--rows, --batch and --runs must be positive"
     );
-    let admin_options = PgConnectOptions::from_str(database_url).context("parsing the database url")?;
-    let db_name = format!("flightline_bench_store_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = admin_options.connect().await.context("connecting PostgreSQL")?;
-    sqlx::raw_sql(&format!(r#"CREATE DATABASE "{db_name}""#))
-        .execute(&mut admin)
-        .await
-        .context("creating the scratch database")?;
-    let result = async {
-        let pool =
-            PgPoolOptions::new().max_connections(1).connect_with(admin_options.clone().database(&db_name)).await?;
-        flightline::runtime::migrate(&pool).await?;
-        let result = run_bench(&pool, &options).await;
-        pool.close().await;
-        result
-    }
-    .await;
-    let dropped =
-        sqlx::raw_sql(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)).execute(&mut admin).await;
-    let _ = admin.close().await;
-    let report = result?;
-    dropped.context("dropping the scratch database")?;
-    Ok(report)
+    super::with_scratch_database(database_url, "store", 1, |pool| async move { run_bench(&pool, &options).await }).await
 }
 
 async fn run_bench(pool: &PgPool, options: &StoreBenchOptions) -> anyhow::Result<StoreBenchReport> {
