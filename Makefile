@@ -16,7 +16,7 @@ setup: ## install build prerequisites missing on this machine (apt, rustup compo
 build: setup ## build the flightline binary (debug profile)
 	$(CARGO) build --bin flightline
 
-stack-up: ## bring up Kafka (KRaft), PostgreSQL and Redis locally
+stack-up: ## bring up Kafka (KRaft), PostgreSQL, Redis and the Cassandra node (the archive) locally
 	@$(STACK) up
 
 stack-down: ## stop the local stack

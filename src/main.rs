@@ -42,6 +42,9 @@ enum Command {
     Send(tools::send::SendOptions),
     /// A fleet of simulated drones flying realistic flights through the API.
     Simulate(tools::simulate::SimulateOptions),
+    /// MAVLink vehicles (UDP, a serial radio, a recorded .tlog) → telemetry packets through the
+    /// API; a status line on stderr, one JSON summary on stdout.
+    Bridge(tools::bridge::BridgeOptions),
     /// Re-run a consumer group over an event-time range of the log, beside the running pipeline;
     /// progress on stderr, one JSON summary on stdout.
     Replay(tools::replay::ReplayOptions),
@@ -66,7 +69,8 @@ enum DronesCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    runtime::init_logging();
+    // Before the async runtime: the span exporter runs on a thread of its own.
+    let telemetry = runtime::init_telemetry(&cli.command.service_name());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -74,12 +78,32 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    drop(runtime);
+    // Flushes the spans still queued (blocking, so outside the runtime).
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Command {
+    /// `service.name` of the spans this command exports (`OTEL_SERVICE_NAME` wins).
+    fn service_name(&self) -> String {
+        let name = match self {
+            Command::All => return "flightline".into(),
+            Command::Ingest => "ingest",
+            Command::Query => "query",
+            Command::Process { group } => roles::group_name(*group),
+            Command::Replay(_) => "replay",
+            Command::Bench { .. } => "bench",
+            _ => "tools",
+        };
+        format!("flightline-{name}")
     }
 }
 
@@ -89,17 +113,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let _ = runtime::metrics();
     let default_target = format!("http://{}", settings.http_addr);
     match command {
-        Command::All => roles::all(&settings, runtime::shutdown_token()).await,
+        Command::All => roles::with_metrics(&settings, runtime::shutdown_token(), |t| roles::all(&settings, t)).await,
         Command::Ingest => {
-            roles::serve_http(&settings, HttpRoles { ingest: true, query: false }, runtime::shutdown_token()).await
+            let roles = HttpRoles { ingest: true, query: false };
+            roles::with_metrics(&settings, runtime::shutdown_token(), |t| roles::serve_http(&settings, roles, t)).await
         }
         Command::Query => {
-            roles::serve_http(&settings, HttpRoles { ingest: false, query: true }, runtime::shutdown_token()).await
+            let roles = HttpRoles { ingest: false, query: true };
+            roles::with_metrics(&settings, runtime::shutdown_token(), |t| roles::serve_http(&settings, roles, t)).await
         }
-        Command::Process { group } => roles::process(&settings, group, runtime::shutdown_token()).await,
+        Command::Process { group } => {
+            roles::with_metrics(&settings, runtime::shutdown_token(), |t| roles::process(&settings, group, t)).await
+        }
         Command::Migrate => {
             let pool = runtime::connect_postgres(&settings, 1).await?;
             runtime::migrate(&pool).await?;
+            if roles::migrate_archive(&settings).await? {
+                eprintln!("migrations applied (PostgreSQL and the archive keyspace {})", settings.archive_keyspace);
+                return Ok(());
+            }
             eprintln!("migrations applied");
             Ok(())
         }
@@ -129,7 +161,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Replay(options) => tools::replay::replay(&settings, &options).await,
+        Command::Bridge(options) => {
+            let report = tools::bridge::bridge(&options, &default_target, runtime::shutdown_token()).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Replay(options) => {
+            // One trace per run: the recomputes' load / compute / write spans sit under it.
+            let run = tracing::info_span!("replay.run");
+            tracing::Instrument::instrument(tools::replay::replay(&settings, &options), run).await
+        }
         Command::Bench { command } => bench::run(command, &settings, runtime::shutdown_token()).await,
     }
 }

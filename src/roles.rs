@@ -18,6 +18,8 @@ pub enum Group {
     Live,
     Sessionizer,
     Analytics,
+    /// Raw telemetry into the CQL archive (needs `archive_nodes`).
+    Archive,
 }
 
 /// `flightline all`: migrations, then ingest, query and every processor in one process.
@@ -28,7 +30,15 @@ pub async fn all(settings: &Settings, shutdown: CancellationToken) -> anyhow::Re
     let mut tasks = JoinSet::new();
     let (s, t) = (settings.clone(), shutdown.child_token());
     tasks.spawn(async move { ("http", serve_http(&s, HttpRoles { ingest: true, query: true }, t).await) });
-    for group in [Group::Store, Group::Live, Group::Sessionizer, Group::Analytics] {
+    let archive = settings.archive()?.is_some();
+    if archive {
+        // An archive that is down must not keep the rest from starting: its group waits for it.
+        if let Err(error) = migrate_archive(settings).await {
+            tracing::warn!(error = format!("{error:#}"), "archive migration failed; the archive group retries");
+        }
+    }
+    let groups = [Group::Store, Group::Live, Group::Sessionizer, Group::Analytics];
+    for group in groups.into_iter().chain(archive.then_some(Group::Archive)) {
         let (s, t) = (settings.clone(), shutdown.child_token());
         tasks.spawn(async move { (group_name(group), process(&s, group, t).await) });
     }
@@ -75,13 +85,62 @@ async fn supervise(
     first_error.map_or(Ok(()), Err)
 }
 
+/// Runs `role` beside a `/metrics` listener on `metrics_addr` when one is set (every role, a
+/// `process` one above all: it has no other HTTP server). The listener stops with the role.
+pub async fn with_metrics<F>(
+    settings: &Settings,
+    shutdown: CancellationToken,
+    role: impl FnOnce(CancellationToken) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let addr = settings.metrics_addr.trim();
+    if addr.is_empty() {
+        return role(shutdown).await;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (FLIGHTLINE_METRICS_ADDR)"))?;
+    tracing::info!(%addr, "metrics listening");
+    let handle = runtime::metrics();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()) }
+        }),
+    );
+    let stop = shutdown.child_token();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let server = tokio::spawn(std::future::IntoFuture::into_future(serving));
+    let result = role(shutdown).await;
+    stop.cancel();
+    let _ = server.await;
+    result
+}
+
 pub fn group_name(group: Group) -> &'static str {
     match group {
         Group::Store => "store",
         Group::Live => "live",
         Group::Sessionizer => "sessionizer",
         Group::Analytics => "analytics",
+        Group::Archive => "archive",
     }
+}
+
+/// The archive's keyspace and table, when an archive is configured (part of `flightline migrate`).
+/// Returns whether there was one.
+pub async fn migrate_archive(settings: &Settings) -> anyhow::Result<bool> {
+    let Some(config) = settings.archive()? else {
+        return Ok(false);
+    };
+    let session = processors::archive::connect(&config).await?;
+    processors::archive::migrate(&session, &config)
+        .await
+        .with_context(|| format!("creating the archive keyspace {}", config.keyspace))?;
+    Ok(true)
 }
 
 /// Which HTTP roles one server carries.
@@ -177,7 +236,15 @@ pub async fn process(settings: &Settings, group: Group, shutdown: CancellationTo
         Group::Store => {
             let pool = runtime::connect_postgres(settings, settings.store.pool_size).await?;
             let group_id = settings.kafka_name(processors::store::GROUP_ID);
-            let store = processors::store::Store::new(pool, &group_id, &telemetry).await?;
+            let retention = (settings.store.raw_retention_days > 0).then_some(settings.store.raw_retention_days);
+            if retention.is_some() && settings.archive()?.is_none() {
+                tracing::warn!(
+                    days = settings.store.raw_retention_days,
+                    "store.raw_retention_days without an archive: raw rows past it are gone for flight detail, CSV and recompute"
+                );
+            }
+            let store =
+                processors::store::Store::new(pool, &group_id, &telemetry).await?.with_retention(retention).await?;
             processors::run(runner(group_id, settings.store.consumer()), store, shutdown).await?;
         }
         Group::Live => {
@@ -206,17 +273,47 @@ pub async fn process(settings: &Settings, group: Group, shutdown: CancellationTo
         }
         Group::Analytics => {
             let pool = runtime::connect_postgres(settings, settings.analytics.pool_size).await?;
-            let analytics = processors::analytics::Analytics::new(
+            let mut analytics = processors::analytics::Analytics::new(
                 pool,
                 &settings.kafka_name(processors::store::GROUP_ID),
                 &telemetry,
             );
+            if let Some(archive) = settings.archive()? {
+                analytics = analytics.with_archive(processors::archive::LazyArchive::new(archive));
+            }
             let consumer = ConsumerSettings { batch_max: settings.analytics.batch_max, batch_wait_ms: 0 };
             let config = processors::RunnerConfig {
                 topic: settings.kafka_name(processors::topics::FLIGHTS),
                 ..runner(settings.kafka_name(processors::analytics::GROUP_ID), consumer)
             };
             processors::run(config, analytics, shutdown).await?;
+        }
+        Group::Archive => {
+            let config = settings
+                .archive()?
+                .context("the archive group needs an archive: set archive_nodes (FLIGHTLINE_ARCHIVE_NODES)")?;
+            // Waits for the archive rather than failing: in `flightline all` a failed role stops
+            // the others, and an archive outage must not stop ingest.
+            let table = loop {
+                let attempt = async {
+                    let session = std::sync::Arc::new(processors::archive::connect(&config).await?);
+                    processors::archive::ArchiveTable::new(session, &config).await
+                };
+                match attempt.await {
+                    Ok(table) => break table,
+                    Err(error) if error.retry_hint() == processors::RetryHint::Fatal => return Err(error.into()),
+                    Err(error) => {
+                        tracing::warn!(%error, "archive not ready; the archive group retries in 5 s");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        }
+                    }
+                }
+            };
+            let archive = processors::archive::Archive::new(table);
+            let group_id = settings.kafka_name(processors::archive::GROUP_ID);
+            processors::run(runner(group_id, settings.archive.consumer()), archive, shutdown).await?;
         }
     }
     Ok(())

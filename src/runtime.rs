@@ -19,6 +19,15 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// Logging and, when an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `otel_endpoint` in the settings file), span export as `service_name` (see [`telemetry::init`]).
+/// Call before the async runtime starts; dropping the guard flushes the last spans.
+pub fn init_telemetry(service_name: &str) -> telemetry::Guard {
+    // A broken configuration is reported by the command itself, which loads it again.
+    let endpoint = Settings::load().map(|settings| settings.otel_endpoint).unwrap_or_default();
+    telemetry::init(&telemetry::TelemetryConfig { service_name, endpoint: &endpoint })
+}
+
 /// The process-wide Prometheus recorder (installed on first use) whose handle renders `/metrics`.
 pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();

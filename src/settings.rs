@@ -26,6 +26,7 @@ const ENV: &[(&str, &str)] = &[
     ("FLIGHTLINE_HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s"),
     ("FLIGHTLINE_HTTP_REQUEST_TIMEOUT_S", "http_request_timeout_s"),
     ("FLIGHTLINE_HTTP_MAX_CONNECTIONS", "http_max_connections"),
+    ("FLIGHTLINE_METRICS_ADDR", "metrics_addr"),
     ("FLIGHTLINE_INGEST_POOL_SIZE", "ingest.pool_size"),
     ("FLIGHTLINE_INGEST_ACK_TIMEOUT_MS", "ingest.ack_timeout_ms"),
     ("FLIGHTLINE_INGEST_RATE_HZ", "ingest.rate_hz"),
@@ -40,6 +41,7 @@ const ENV: &[(&str, &str)] = &[
     ("FLIGHTLINE_STORE_BATCH_MAX", "store.batch_max"),
     ("FLIGHTLINE_STORE_BATCH_WAIT_MS", "store.batch_wait_ms"),
     ("FLIGHTLINE_STORE_POOL_SIZE", "store.pool_size"),
+    ("FLIGHTLINE_RAW_RETENTION_DAYS", "store.raw_retention_days"),
     ("FLIGHTLINE_LIVE_BATCH_MAX", "live.batch_max"),
     ("FLIGHTLINE_LIVE_BATCH_WAIT_MS", "live.batch_wait_ms"),
     ("FLIGHTLINE_SESSIONIZER_BATCH_MAX", "sessionizer.batch_max"),
@@ -50,6 +52,14 @@ const ENV: &[(&str, &str)] = &[
     ("FLIGHTLINE_FLIGHT_MIN_S", "sessionizer.flight_min_s"),
     ("FLIGHTLINE_ANALYTICS_BATCH_MAX", "analytics.batch_max"),
     ("FLIGHTLINE_ANALYTICS_POOL_SIZE", "analytics.pool_size"),
+    ("FLIGHTLINE_ARCHIVE_NODES", "archive_nodes"),
+    ("FLIGHTLINE_ARCHIVE_KEYSPACE", "archive_keyspace"),
+    ("FLIGHTLINE_ARCHIVE_CONSISTENCY", "archive.consistency"),
+    ("FLIGHTLINE_ARCHIVE_CONCURRENCY", "archive.concurrency"),
+    ("FLIGHTLINE_ARCHIVE_BATCH_MAX", "archive.batch_max"),
+    ("FLIGHTLINE_ARCHIVE_BATCH_WAIT_MS", "archive.batch_wait_ms"),
+    ("FLIGHTLINE_ARCHIVE_REPLICATION_STRATEGY", "archive.replication_strategy"),
+    ("FLIGHTLINE_ARCHIVE_REPLICATION_FACTOR", "archive.replication_factor"),
 ];
 
 /// The whole configuration: what every role shares at the top, one section per role.
@@ -78,12 +88,38 @@ pub struct Settings {
     pub http_request_timeout_s: f64,
     /// Connections one HTTP process serves at once; further clients wait to be accepted.
     pub http_max_connections: usize,
+    /// Address of a separate `/metrics` listener (Prometheus text); empty: none. HTTP roles also
+    /// serve `/metrics` on `http_addr`; a `process` role has only this one.
+    pub metrics_addr: String,
+    /// CQL contact points of the archive (`host[:port]`, comma-separated); empty: no archive
+    /// (the `archive` group is then refused, `all` leaves it out and `migrate` skips it).
+    pub archive_nodes: String,
+    /// Keyspace of the archive table.
+    pub archive_keyspace: String,
     pub ingest: IngestSettings,
     pub query: QuerySettings,
     pub store: StoreSettings,
     pub live: ConsumerSettings,
     pub sessionizer: SessionizerSettings,
     pub analytics: AnalyticsSettings,
+    pub archive: ArchiveSettings,
+}
+
+/// `[archive]`: raw telemetry into the CQL archive (`archive_nodes`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveSettings {
+    pub batch_max: usize,
+    pub batch_wait_ms: u64,
+    /// Level every write must reach before the batch's offsets are committed.
+    pub consistency: String,
+    /// Writes (unlogged batches of one partition) in flight at once.
+    pub concurrency: usize,
+    /// Used when `flightline migrate` creates the keyspace: `SimpleStrategy` or
+    /// `NetworkTopologyStrategy`.
+    pub replication_strategy: String,
+    /// Replicas (per datacenter with `NetworkTopologyStrategy`).
+    pub replication_factor: u32,
 }
 
 /// `[ingest]`: the telemetry API.
@@ -138,6 +174,9 @@ pub struct StoreSettings {
     /// How long to fill a batch once a first message is in.
     pub batch_wait_ms: u64,
     pub pool_size: u32,
+    /// Full UTC days of raw telemetry kept in PostgreSQL before today; older daily partitions
+    /// are dropped (reads then fall back to the archive). 0: unlimited.
+    pub raw_retention_days: u32,
 }
 
 /// `[sessionizer]`: flights out of the log, and the flight rule of CONTRACT.md §3.
@@ -179,6 +218,7 @@ impl Default for Settings {
             http_header_timeout_s: 10.0,
             http_request_timeout_s: 30.0,
             http_max_connections: 4096,
+            metrics_addr: String::new(),
             ingest: IngestSettings::default(),
             query: QuerySettings::default(),
             store: StoreSettings::default(),
@@ -186,7 +226,29 @@ impl Default for Settings {
             live: ConsumerSettings { batch_max: 2000, batch_wait_ms: 0 },
             sessionizer: SessionizerSettings::default(),
             analytics: AnalyticsSettings::default(),
+            archive_nodes: String::new(),
+            archive_keyspace: "flightline".into(),
+            archive: ArchiveSettings::default(),
         }
+    }
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        Self {
+            batch_max: 5000,
+            batch_wait_ms: 20,
+            consistency: "LOCAL_QUORUM".into(),
+            concurrency: 64,
+            replication_strategy: "SimpleStrategy".into(),
+            replication_factor: 1,
+        }
+    }
+}
+
+impl ArchiveSettings {
+    pub fn consumer(&self) -> ConsumerSettings {
+        ConsumerSettings { batch_max: self.batch_max, batch_wait_ms: self.batch_wait_ms }
     }
 }
 
@@ -211,7 +273,7 @@ impl Default for QuerySettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { batch_max: 5000, batch_wait_ms: 20, pool_size: 4 }
+        Self { batch_max: 5000, batch_wait_ms: 20, pool_size: 4, raw_retention_days: 0 }
     }
 }
 
@@ -334,6 +396,26 @@ impl Settings {
             max_connections: self.http_max_connections,
             drain: self.shutdown_timeout()?,
         })
+    }
+
+    /// The archive's configuration, or `None` when `archive_nodes` is empty.
+    pub fn archive(&self) -> anyhow::Result<Option<processors::archive::ArchiveConfig>> {
+        use processors::archive::{ArchiveConfig, Replication};
+        let nodes = ArchiveConfig::parse_nodes(&self.archive_nodes);
+        if nodes.is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(self.archive.concurrency >= 1, "archive.concurrency must be at least 1");
+        Ok(Some(ArchiveConfig {
+            nodes,
+            keyspace: self.archive_keyspace.clone(),
+            consistency: ArchiveConfig::parse_consistency(&self.archive.consistency)?,
+            concurrency: self.archive.concurrency,
+            replication: Replication {
+                strategy: self.archive.replication_strategy.clone(),
+                factor: self.archive.replication_factor,
+            },
+        }))
     }
 
     /// A topic or consumer group name with this deployment's prefix.

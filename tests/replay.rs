@@ -240,8 +240,9 @@ async fn recorded_logs_replay_unchanged_and_store_replay_restores_deleted_rows()
     assert_matches(name, &after, expected, &FlightRule::default());
     assert!(after.iter().zip(&before[drone_id]).all(|(a, b)| a.updated_at > b.updated_at), "recomputed");
 
-    // `live` is refused with a reason, and `archive` does not exist yet.
-    for (group, reason) in [("live", "the live view is the present"), ("archive", "not available yet")] {
+    // `live` is refused with a reason, and `archive` without an archive configured
+    // (tests/archive.rs replays it with one).
+    for (group, reason) in [("live", "the live view is the present"), ("archive", "needs an archive")] {
         let output = replay_command(&deployment, &["--group", group, "--from", &from], &[]).output().await.unwrap();
         assert!(!output.status.success(), "--group {group} must be refused");
         let stderr = String::from_utf8_lossy(&output.stderr);

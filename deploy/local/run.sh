@@ -8,6 +8,18 @@ state="${FLIGHTLINE_STACK_DIR:-$root/.stack}"
 addr="${FLIGHTLINE_HTTP_ADDR:-127.0.0.1:8080}"
 mkdir -p "$state/logs"
 
+# Traces go to the stack's Jaeger (`stack.sh up` starts it) unless configured otherwise; a dev
+# run records every trace (the binary's default keeps 1 % of the traces it starts).
+jaeger_ui="http://127.0.0.1:16686"
+traces="Jaeger is not running (deploy/local/stack.sh jaeger-up), so no traces are exported"
+if [[ -z ${OTEL_EXPORTER_OTLP_ENDPOINT:-} ]] && curl -fsS -o /dev/null --max-time 2 "$jaeger_ui/api/services"; then
+  export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318"
+  export OTEL_TRACES_SAMPLER="${OTEL_TRACES_SAMPLER:-parentbased_always_on}"
+fi
+if [[ -n ${OTEL_EXPORTER_OTLP_ENDPOINT:-} ]]; then
+  traces="$jaeger_ui/search?service=flightline   (OTLP to $OTEL_EXPORTER_OTLP_ENDPOINT; API: $jaeger_ui/api/traces/{trace_id})"
+fi
+
 "$bin" migrate
 "$bin" all >>"$state/logs/flightline.log" 2>&1 &
 all_pid=$!
@@ -44,6 +56,8 @@ cat <<MSG
     Dashboard:  http://$addr/   (sign in as $email / $password)
     API:        http://$addr/openapi.json   (health: /healthz, readiness: /readyz)
     Logs:       $state/logs/flightline.log
+    Traces:     $traces
+    Metrics:    http://$addr/metrics
     Database:   psql postgres://flightline:flightline@127.0.0.1:5432/flightline
   Flying a simulated fleet of ${SIM_DRONES:-3} drones at ${SIM_HZ:-50} Hz (flights of 60 s, then
   12 s on the ground); flights and their analytics appear as they land. Ctrl-C to stop.

@@ -35,8 +35,9 @@ for component in rustfmt clippy; do
   fi
 done
 
-# fastavro: the Avro interop test; numpy + pandas: the independent metrics reference.
-for module in fastavro numpy pandas; do
+# fastavro: the Avro interop test; numpy + pandas: the independent metrics reference;
+# pymavlink: the independent MAVLink decoder of tests/bridge.rs.
+for module in fastavro numpy pandas pymavlink; do
   if ! python3 -c "import $module" 2>/dev/null; then
     echo "setup: installing $module (pip)"
     python3 -m pip install -q "$module" || python3 -m pip install -q --break-system-packages "$module"

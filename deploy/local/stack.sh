@@ -5,8 +5,15 @@
 #             from its Maven Central jars (deploy/local/kafka/pom.xml) on the local JDK
 #   postgres  this stack's own PostgreSQL cluster, from the Debian packages
 #   redis     this stack's own redis-server, from the Debian package
+#   cassandra Apache Cassandra 5.0, the archive group's CQL node, from its Maven Central jars
+#             (deploy/local/cassandra/pom.xml) on the local JDK; heap 1 GiB; 127.0.0.1:9042
+#   jaeger    Jaeger v2 all-in-one (in-memory traces; OTLP 4317/4318, UI and API 16686), built
+#             once with the Go toolchain from deploy/local/jaeger/go.mod; optional: `up` warns
+#             when it cannot start it
 #
 # usage:  deploy/local/stack.sh up|down|status|topics|retention|stop-kafka|start-kafka
+#         deploy/local/stack.sh stop-cassandra|start-cassandra
+#         deploy/local/stack.sh jaeger-up|jaeger-down
 #         deploy/local/stack.sh cluster-up|cluster-down|cluster-status|cluster-{kill,stop,start} N
 #
 #   up      bring up whatever is missing and wait for it; quick when all is already up
@@ -18,6 +25,8 @@
 #           FLIGHTLINE_LOG_RETENTION_MS (topics created by `topics`/`up` get it from the start)
 #   stop-kafka, start-kafka
 #           stop / start only the broker (the Kafka outage test; `up` also restarts it)
+#   stop-cassandra, start-cassandra
+#           stop / start only the archive node (the archive outage test)
 #
 # A separate 3-node cluster (KRaft, 3 combined broker+controller nodes, replication factor 3,
 # min.insync.replicas=2) on 127.0.0.1:19092-19094 (controllers 19192-19194), for the replication
@@ -37,6 +46,7 @@
 # env:    FLIGHTLINE_STACK_DIR   state: jars, data, logs, pid files (default <repo>/.stack)
 #         STACK_TIMEOUT          seconds to wait for each service to come up (default 120)
 #         FLIGHTLINE_PARTITIONS  partitions of each topic when it is created (default 6)
+#         FLIGHTLINE_STACK_CASSANDRA  0: `up` leaves the Cassandra node out (default 1)
 #         FLIGHTLINE_LOG_RETENTION_MS  retention.ms of telemetry.v1 and flights.v1 (default -1:
 #                                no time limit, so `flightline replay` reaches back to the first
 #                                packet; the broker's default of 7 days applies to other topics)
@@ -79,6 +89,18 @@ KAFKA_POM=$SCRIPT_DIR/kafka/pom.xml
 REDIS_DIR=$STATE_DIR/redis
 REDIS_PIDFILE=$REDIS_DIR/redis.pid
 REDIS_LOG=$LOG_DIR/redis.log
+
+CASSANDRA_PORT=9042
+CASSANDRA_STORAGE_PORT=7010 # not 7000: a common dev port; only the node itself listens on it
+# The archive node is part of `up` unless FLIGHTLINE_STACK_CASSANDRA=0 (1 GiB of heap).
+CASSANDRA_ENABLED=${FLIGHTLINE_STACK_CASSANDRA:-1}
+CASSANDRA_DIR=$STATE_DIR/cassandra
+CASSANDRA_LIBS=$CASSANDRA_DIR/libs
+CASSANDRA_DATA=$CASSANDRA_DIR/data
+CASSANDRA_YAML=$CASSANDRA_DIR/cassandra.yaml
+CASSANDRA_PIDFILE=$CASSANDRA_DIR/cassandra.pid
+CASSANDRA_LOG=$LOG_DIR/cassandra.log
+CASSANDRA_POM=$SCRIPT_DIR/cassandra/pom.xml
 
 PG_LOG=$LOG_DIR/postgres.log
 # PG_BASE, PGDATA and PG_SOCK are decided by pg_paths (the data dir must be reachable by the
@@ -218,28 +240,31 @@ apt_install() {
 # ---------------------------------------------------------------------------------------------
 # kafka
 
-# kafka_libs: the broker and tool jars, copied from Maven Central once. The marker holds a hash
-# of the POM, so a version bump there re-copies into an empty folder (stale jars of another
-# version on one classpath would break Kafka).
-kafka_libs() {
-	local want marker=$KAFKA_LIBS/.complete log=$LOG_DIR/maven.log
-	want=$(sha256sum <"$KAFKA_POM" | cut -d' ' -f1)
+# maven_libs SERVICE POM LIBS JAR_GLOB: the jars of POM, copied from Maven Central into LIBS
+# once. The marker holds a hash of the POM, so a version bump there re-copies into an empty
+# folder (stale jars of another version on one classpath would break the JVM service).
+maven_libs() {
+	local svc=$1 pom=$2 libs=$3 jar=$4 want marker=$3/.complete log=$LOG_DIR/maven.log
+	want=$(sha256sum <"$pom" | cut -d' ' -f1)
 	if [[ -f $marker && $(<"$marker") == "$want" ]]; then
 		return 0
 	fi
 	command -v java >/dev/null || apt_install openjdk-17-jre-headless
 	command -v mvn >/dev/null || apt_install maven
-	say "kafka ... fetching the Kafka jars from Maven Central (first run only) ..."
-	rm -rf -- "$KAFKA_LIBS"
-	mkdir -p "$KAFKA_LIBS" "$LOG_DIR"
-	if ! mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies \
-		-DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >>"$log" 2>&1 9>&- </dev/null; then
-		fail_service kafka "$log" "mvn could not fetch the Kafka jars (see $log)"
+	say "$svc ... fetching the $svc jars from Maven Central (first run only) ..."
+	rm -rf -- "$libs"
+	mkdir -p "$libs" "$LOG_DIR"
+	if ! mvn -B -q -f "$pom" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$libs" >>"$log" 2>&1 9>&- </dev/null; then
+		fail_service "$svc" "$log" "mvn could not fetch the $svc jars (see $log)"
 	fi
-	compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null ||
-		fail_service kafka "$log" "mvn succeeded but $KAFKA_LIBS has no kafka_2.13 jar"
+	compgen -G "$libs/$jar" >/dev/null ||
+		fail_service "$svc" "$log" "mvn succeeded but $libs has no $jar"
 	echo "$want" >"$marker"
 }
+
+# kafka_libs: the broker and tool jars.
+kafka_libs() { maven_libs kafka "$KAFKA_POM" "$KAFKA_LIBS" "kafka_2.13-*.jar"; }
 
 # kafka_tool SECONDS MAIN_CLASS ARGS...: a short-lived JVM on the Kafka jars (StorageTool,
 # TopicCommand, ...). Small heap and C1-only JIT: these runs are about start-up time.
@@ -258,12 +283,13 @@ is_our_kafka() {
 	pid_alive "${1:-}" && [[ $(cmdline_of "$1") == *" kafka.Kafka $KAFKA_PROPS"* ]]
 }
 
-# kafka_pid: pid of this state dir's broker, or nothing. Trusts the pid file only after
-# is_our_kafka; otherwise scans /proc for java processes (cheap: no fork per process).
-kafka_pid() {
-	local pid d comm
-	pid=$(read_pidfile "$KAFKA_PIDFILE")
-	if is_our_kafka "$pid"; then
+# java_pid PIDFILE DIR IS_OURS: pid of the JVM service that IS_OURS PID recognises, or nothing.
+# Trusts the pid file only after IS_OURS; otherwise scans /proc for java processes (cheap: no
+# fork per process) and rewrites the pid file (when DIR exists).
+java_pid() {
+	local pidfile=$1 dir=$2 is_ours=$3 pid d comm
+	pid=$(read_pidfile "$pidfile")
+	if "$is_ours" "$pid"; then
 		echo "$pid"
 		return 0
 	fi
@@ -272,14 +298,17 @@ kafka_pid() {
 		read -r comm 2>/dev/null <"$d/comm" || continue
 		[[ $comm == java ]] || continue
 		pid=${d#/proc/}
-		if is_our_kafka "$pid"; then
-			[[ -d $KAFKA_DIR ]] && echo "$pid" >"$KAFKA_PIDFILE"
+		if "$is_ours" "$pid"; then
+			[[ -d $dir ]] && echo "$pid" >"$pidfile"
 			echo "$pid"
 			return 0
 		fi
 	done
 	return 0
 }
+
+# kafka_pid: pid of this state dir's broker, or nothing.
+kafka_pid() { java_pid "$KAFKA_PIDFILE" "$KAFKA_DIR" is_our_kafka; }
 
 # kafka_probe: the broker answers the Kafka protocol on HOST:KAFKA_PORT. Sends a raw
 # ApiVersions v0 request (api_key 18, correlation id "FLIT", null client id) over bash's
@@ -776,6 +805,144 @@ redis_down() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# cassandra: the archive group's CQL node. Apache Cassandra 5.0 from its Maven Central jars
+# (deploy/local/cassandra/pom.xml) on the local JDK; production runs ScyllaDB, which speaks the
+# same CQL to the same `scylla` driver (README "The archive").
+
+cassandra_libs() { maven_libs cassandra "$CASSANDRA_POM" "$CASSANDRA_LIBS" "cassandra-all-*.jar"; }
+
+# is_our_cassandra PID: that process is the node started from this state dir (see is_our_kafka).
+is_our_cassandra() {
+	pid_alive "${1:-}" && [[ $(cmdline_of "$1") == *"-Dcassandra.config=file://$CASSANDRA_YAML "* ]]
+}
+
+cassandra_pid() { java_pid "$CASSANDRA_PIDFILE" "$CASSANDRA_DIR" is_our_cassandra; }
+
+# cassandra_probe: the node answers CQL on HOST:CASSANDRA_PORT. Sends a native-protocol v4
+# OPTIONS frame (stream id 0x464c, "FL") and checks that a SUPPORTED frame for that stream comes
+# back: the node serves clients, which it does only once it has started up.
+cassandra_probe() {
+	local reply
+	# shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash, on purpose
+	reply=$(timeout 3 bash -c '
+		exec 3<>"/dev/tcp/$0/$1" || exit 1
+		printf "\x04\x00\x46\x4c\x05\x00\x00\x00\x00" >&3
+		head -c 5 <&3 | od -An -tx1' "$HOST" "$1" 2>/dev/null) || return 1
+	reply=${reply//[[:space:]]/}
+	[[ $reply == 8400464c06 ]]
+}
+
+cassandra_write_config() {
+	mkdir -p "$CASSANDRA_DATA"/{data,commitlog,saved_caches,hints,cdc_raw}
+	# Single node: one token, no bootstrap, no gossip settling; small thread pools for 2 cores.
+	# The batch warning threshold is raised because the archive writes unlogged single-partition
+	# batches of up to 24 KiB, which Cassandra's 5 KiB default would log every time.
+	cat >"$CASSANDRA_YAML" <<YAML
+# Written by deploy/local/stack.sh; edits are overwritten on the next 'up'.
+cluster_name: flightline-local
+num_tokens: 1
+initial_token: 0
+auto_bootstrap: false
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "$HOST:$CASSANDRA_STORAGE_PORT"
+listen_address: $HOST
+storage_port: $CASSANDRA_STORAGE_PORT
+rpc_address: $HOST
+native_transport_port: $CASSANDRA_PORT
+start_native_transport: true
+data_file_directories: [$CASSANDRA_DATA/data]
+commitlog_directory: $CASSANDRA_DATA/commitlog
+saved_caches_directory: $CASSANDRA_DATA/saved_caches
+hints_directory: $CASSANDRA_DATA/hints
+cdc_raw_directory: $CASSANDRA_DATA/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer
+concurrent_reads: 8
+concurrent_writes: 16
+concurrent_compactors: 1
+compaction_throughput: 64MiB/s
+batch_size_warn_threshold: 32KiB
+# Trie memtables off the heap: fewer GC pauses under the archive's write load on a 1 GiB heap.
+memtable:
+  configurations:
+    default:
+      class_name: TrieMemtable
+memtable_allocation_type: offheap_objects
+memtable_offheap_space: 512MiB
+auto_snapshot: false
+dynamic_snitch: false
+YAML
+}
+
+cassandra_start() {
+	local pid port opts=()
+	[[ $CASSANDRA_ENABLED == 1 ]] || return 0
+	pid=$(cassandra_pid)
+	if [[ -n $pid ]]; then
+		return 0
+	fi
+	mkdir -p "$CASSANDRA_DIR" "$LOG_DIR"
+	rm -f -- "$CASSANDRA_PIDFILE"
+	for port in "$CASSANDRA_PORT" "$CASSANDRA_STORAGE_PORT"; do
+		if tcp_open "$port"; then
+			die "cassandra: port $HOST:$port is already in use by $(port_holder "$port"), which is not the node of $STATE_DIR. Stop it and re-run (or FLIGHTLINE_STACK_CASSANDRA=0 to run without the archive node)."
+		fi
+	done
+	cassandra_libs
+	cassandra_write_config
+	mapfile -t opts < <(grep -v -e '^#' -e '^[[:space:]]*$' "$SCRIPT_DIR/cassandra/jvm17.options")
+	say "cassandra ... starting (log: $CASSANDRA_LOG)"
+	printf '\n===== %s stack.sh: starting cassandra =====\n' "$(date -Is)" >>"$CASSANDRA_LOG"
+	# Heap 1 GiB (fixed, as Cassandra wants), G1. No JMX port (nothing here uses nodetool).
+	# setsid and the closed lock fd: see kafka_start.
+	(
+		cd "$CASSANDRA_DIR"
+		exec setsid java -server -Xms1G -Xmx1G -Xss256k \
+			-XX:+UseG1GC -XX:MaxGCPauseMillis=300 -XX:+ExitOnOutOfMemoryError \
+			-XX:ErrorFile="$LOG_DIR/cassandra-hs_err_%p.log" -Djava.awt.headless=true \
+			-Djava.net.preferIPv4Stack=true "${opts[@]}" \
+			-javaagent:"$(compgen -G "$CASSANDRA_LIBS/jamm-*.jar" | head -n1)" \
+			-Dcassandra.config=file://"$CASSANDRA_YAML" \
+			-Dlogback.configurationFile="$SCRIPT_DIR/cassandra/logback.xml" \
+			-Dcassandra.storagedir="$CASSANDRA_DATA" \
+			-Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
+			-Dcassandra-foreground=yes \
+			-cp "$CASSANDRA_LIBS/*" org.apache.cassandra.service.CassandraDaemon
+	) >>"$CASSANDRA_LOG" 2>&1 9>&- </dev/null &
+	echo $! >"$CASSANDRA_PIDFILE"
+}
+
+cassandra_wait() {
+	local deadline=$((SECONDS + STACK_TIMEOUT))
+	[[ $CASSANDRA_ENABLED == 1 ]] || return 0
+	until cassandra_probe "$CASSANDRA_PORT"; do
+		[[ -n $(cassandra_pid) ]] || fail_service cassandra "$CASSANDRA_LOG" "the node process exited"
+		((SECONDS < deadline)) ||
+			fail_service cassandra "$CASSANDRA_LOG" "no CQL answer on $HOST:$CASSANDRA_PORT within ${STACK_TIMEOUT}s (STACK_TIMEOUT)"
+		sleep 0.5
+	done
+	say "cassandra ... up ($HOST:$CASSANDRA_PORT)"
+}
+
+cassandra_down() {
+	local pid
+	pid=$(cassandra_pid)
+	if [[ -z $pid ]]; then
+		say "cassandra ... not running"
+	else
+		say "cassandra ... stopping (pid $pid)"
+		stop_pid cassandra "$pid" 60
+	fi
+	rm -f -- "$CASSANDRA_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
 # kafka-cluster: three KRaft nodes on other ports, for the replication tests
 # (tests/kafka_cluster.rs). Each node is a combined broker+controller; the three form a static
 # 3-voter quorum. Same jars as the single node; nothing here touches the single node.
@@ -1127,16 +1294,94 @@ cmd_cluster_status() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# jaeger: Jaeger v2 all-in-one (in-memory), built once from its Go module into the state dir
+
+JAEGER_VERSION=v1.76.0
+JAEGER_DIR=$STATE_DIR/jaeger
+JAEGER_BIN=$JAEGER_DIR/jaeger-$JAEGER_VERSION
+JAEGER_PIDFILE=$JAEGER_DIR/jaeger.pid
+JAEGER_LOG=$LOG_DIR/jaeger.log
+JAEGER_BUILD_LOG=$LOG_DIR/jaeger-build.log
+JAEGER_MODULE=$SCRIPT_DIR/jaeger
+JAEGER_QUERY_PORT=16686
+JAEGER_OTLP_HTTP_PORT=4318
+
+jaeger_pid() {
+	local pid
+	pid=$(read_pidfile "$JAEGER_PIDFILE")
+	[[ -n $pid ]] && pid_alive "$pid" && [[ $(cmdline_of "$pid") == "$JAEGER_BIN "* ]] && echo "$pid"
+	return 0
+}
+
+jaeger_probe() { curl -fsS -o /dev/null --max-time 2 "http://$HOST:$JAEGER_QUERY_PORT/api/services" 2>/dev/null; }
+
+# The first build on a machine fetches the module graph from the Go module proxy and compiles
+# it (minutes); later `up`s reuse the binary. deploy/local/jaeger/go.mod pins the version.
+jaeger_build() {
+	[[ -x $JAEGER_BIN ]] && return 0
+	command -v go >/dev/null || {
+		warn "jaeger: the Go toolchain is not installed (deploy/local/setup.sh)"
+		return 1
+	}
+	say "jaeger: building $JAEGER_VERSION with $(go version | cut -d' ' -f3) (first run only, several minutes) ..."
+	mkdir -p "$JAEGER_DIR" "$LOG_DIR"
+	local t0=$SECONDS
+	if ! (cd "$JAEGER_MODULE" && go build -trimpath -ldflags='-s -w' -o "$JAEGER_BIN.tmp" \
+		github.com/jaegertracing/jaeger/cmd/jaeger) >"$JAEGER_BUILD_LOG" 2>&1; then
+		warn "jaeger: build failed; last lines of $JAEGER_BUILD_LOG:"
+		tail -n 20 "$JAEGER_BUILD_LOG" | sed 's/^/    /' >&2
+		return 1
+	fi
+	mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
+	say "jaeger: built in $((SECONDS - t0))s"
+}
+
+jaeger_up() {
+	jaeger_probe && return 0
+	jaeger_build || return 1
+	if tcp_open "$JAEGER_QUERY_PORT" || tcp_open "$JAEGER_OTLP_HTTP_PORT"; then
+		warn "jaeger: a port it needs is taken ($(port_holder "$JAEGER_QUERY_PORT"))"
+		return 1
+	fi
+	mkdir -p "$JAEGER_DIR" "$LOG_DIR"
+	setsid "$JAEGER_BIN" --config "$JAEGER_MODULE/config.yaml" >>"$JAEGER_LOG" 2>&1 9>&- </dev/null &
+	echo $! >"$JAEGER_PIDFILE"
+	local i
+	for ((i = 0; i < STACK_TIMEOUT * 2; i++)); do
+		if jaeger_probe; then
+			say "jaeger: up (OTLP http://$HOST:$JAEGER_OTLP_HTTP_PORT, UI and API http://$HOST:$JAEGER_QUERY_PORT)"
+			return 0
+		fi
+		[[ -n $(jaeger_pid) ]] || break
+		sleep 0.5
+	done
+	warn "jaeger: did not come up; last lines of $JAEGER_LOG:"
+	tail -n 20 "$JAEGER_LOG" | sed 's/^/    /' >&2
+	return 1
+}
+
+jaeger_down() {
+	local pid
+	pid=$(jaeger_pid)
+	[[ -n $pid ]] && stop_pid jaeger "$pid" 10
+	rm -f "$JAEGER_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
 # commands
 
 cmd_up() {
 	local t0=$SECONDS
 	mkdir -p "$STATE_DIR" "$LOG_DIR"
 	kafka_start
+	cassandra_start
 	pg_up
 	redis_up
+	# Traces are optional for everything but tests/tracing_e2e.rs, which names the failure.
+	jaeger_up || warn "jaeger: not running; traces cannot be looked at (deploy/local/stack.sh jaeger-up)"
 	kafka_wait
 	kafka_topics
+	cassandra_wait
 	say "ready in $((SECONDS - t0))s: KAFKA_BROKERS=$HOST:$KAFKA_PORT DATABASE_URL=postgres://flightline:flightline@$HOST:$PG_PORT/flightline REDIS_URL=redis://$HOST:$REDIS_PORT"
 }
 
@@ -1144,6 +1389,8 @@ cmd_down() {
 	kafka_down
 	pg_down
 	redis_down
+	cassandra_down
+	jaeger_down
 }
 
 cmd_topics() {
@@ -1190,6 +1437,23 @@ cmd_status() {
 		status_line redis 1 "$HOST:$REDIS_PORT" ""
 		rc=1
 	fi
+	# Optional: not counted in the exit code.
+	if jaeger_probe; then
+		pid=$(jaeger_pid)
+		status_line jaeger 0 "$HOST:$JAEGER_QUERY_PORT" "${pid:+pid $pid, }OTLP $HOST:$JAEGER_OTLP_HTTP_PORT"
+	else
+		status_line jaeger 1 "$HOST:$JAEGER_QUERY_PORT" "optional"
+	fi
+	if cassandra_probe "$CASSANDRA_PORT"; then
+		pid=$(cassandra_pid)
+		note=${pid:+pid $pid}
+		status_line cassandra 0 "$HOST:$CASSANDRA_PORT" "${note:-not started from $STATE_DIR}"
+	elif [[ $CASSANDRA_ENABLED == 1 ]]; then
+		status_line cassandra 1 "$HOST:$CASSANDRA_PORT" ""
+		rc=1
+	else
+		status_line cassandra 1 "$HOST:$CASSANDRA_PORT" "left out: FLIGHTLINE_STACK_CASSANDRA=0"
+	fi
 	return "$rc"
 }
 
@@ -1215,6 +1479,24 @@ main() {
 	retention)
 		take_lock
 		cmd_retention
+		;;
+	jaeger-up)
+		take_lock
+		jaeger_up || die "jaeger did not come up"
+		;;
+	jaeger-down)
+		take_lock
+		jaeger_down
+		;;
+	stop-cassandra)
+		take_lock
+		cassandra_down
+		;;
+	start-cassandra)
+		take_lock
+		CASSANDRA_ENABLED=1
+		cassandra_start
+		cassandra_wait
 		;;
 	stop-kafka)
 		take_lock

@@ -25,6 +25,7 @@ pub async fn authenticate(state: &AppState, api_key: Option<&str>, client: Optio
                 if let Some(ip) = client {
                     state.auth_failures.charge(ip);
                 }
+                metrics::counter!("flightline_ingest_auth_failures_total", "reason" => "throttled").increment(1);
                 Err(ApiError::TooManyAuthFailures { retry_after_s: retry_after_secs(wait) })
             }
         };
@@ -43,6 +44,7 @@ pub async fn authenticate(state: &AppState, api_key: Option<&str>, client: Optio
             if let Some(ip) = client {
                 state.auth_failures.charge(ip);
             }
+            metrics::counter!("flightline_ingest_auth_failures_total", "reason" => "unknown_key").increment(1);
             Err(ApiError::Unauthorized)
         }
     }

@@ -27,6 +27,7 @@ use rand::RngCore;
 use schemas::{FieldError, TelemetryPacket, TelemetryRecord};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub use credentials::KeyResolver;
@@ -193,10 +194,12 @@ impl AppState {
             return Err(ApiError::Unavailable { retry_after_s: 1 });
         };
         if let Err(wait) = self.drone_rate.take(drone_id, packets.len() as f64) {
+            metrics::counter!("flightline_ingest_rate_limited_total").increment(1);
             return Err(ApiError::RateLimited { retry_after_s: credentials::limits::retry_after_secs(wait) });
         }
         let started = std::time::Instant::now();
-        let turn = self.order.begin(drone_id, first_ts_us).await.map_err(|error| match error {
+        let order = telemetry::context::child(|| tracing::info_span!("ingest.order"));
+        let turn = self.order.begin(drone_id, first_ts_us).instrument(order).await.map_err(|error| match error {
             OrderError::Stale { last_us } => ApiError::InvalidPackets(vec![FieldError {
                 index: 0,
                 field: "ts".into(),
@@ -216,7 +219,22 @@ impl AppState {
         let count = packets.len();
         let records: Vec<TelemetryRecord> =
             packets.into_iter().map(|packet| TelemetryRecord::from_packet(drone_id, received_at_us, packet)).collect();
-        match turn.hold(self.publisher.append(&records, traceparent)).await {
+        let append = telemetry::context::child(|| {
+            tracing::info_span!(
+                "ingest.append",
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination.name = self.publisher.topic(),
+                messaging.batch.message_count = count,
+            )
+        });
+        // With tracing on, every message carries the append span's context (a child of the
+        // request's), so consumers continue from it — the request's own when it is not sampled
+        // (then no append span is made); with tracing off the traceparent ingest derived.
+        let own = telemetry::context::traceparent_of(&append)
+            .or_else(|| telemetry::context::traceparent_of(&tracing::Span::current()));
+        let traceparent = own.as_deref().unwrap_or(traceparent);
+        match turn.hold(self.publisher.append(&records, traceparent).instrument(append)).await {
             Ok(()) => {
                 let appended = started.elapsed();
                 turn.commit(last_ts_us).await;
@@ -249,6 +267,12 @@ pub struct Accepted {
 /// Serve with `into_make_service_with_connect_info::<SocketAddr>()` so failed authentications
 /// are counted per client address.
 pub fn router(state: AppState) -> Router {
+    // The refusal counters, at 0 from the start (a dashboard sees them before the first one).
+    metrics::counter!("flightline_ingest_shed_total").increment(0);
+    metrics::counter!("flightline_ingest_rate_limited_total").increment(0);
+    for reason in ["unknown_key", "throttled"] {
+        metrics::counter!("flightline_ingest_auth_failures_total", "reason" => reason).increment(0);
+    }
     Router::new()
         .route("/v1/telemetry", post(routes::telemetry::post))
         .route("/v1/telemetry/ws", get(routes::telemetry_ws::upgrade))

@@ -15,6 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use schemas::TelemetryRecord;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -96,6 +97,7 @@ impl Publisher {
             first_error: Mutex::new(None),
             done: tokio::sync::Notify::new(),
         });
+        let queued_at = std::time::Instant::now();
         let mut payload = Vec::with_capacity(256);
         let mut key = [0u8; uuid::fmt::Hyphenated::LENGTH];
         for (queued, record) in records.iter().enumerate() {
@@ -115,8 +117,10 @@ impl Publisher {
             }
         }
         tokio::time::timeout(self.ack_timeout + Duration::from_secs(1), pending.done.notified())
+            .instrument(telemetry::context::child(|| tracing::info_span!("kafka.ack_wait", messages = total)))
             .await
             .map_err(|_| AppendError::Timeout(self.ack_timeout))?;
+        metrics::histogram!("flightline_ingest_kafka_ack_seconds").record(queued_at.elapsed().as_secs_f64());
         let first_error = pending.first_error.lock().expect("pending lock").take();
         match first_error {
             None => Ok(()),
@@ -124,6 +128,11 @@ impl Publisher {
                 Err(AppendError::NotAcknowledged { failed: pending.failed.load(Ordering::Relaxed), total, first })
             }
         }
+    }
+
+    /// The topic the records go to.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Waits for queued messages on shutdown.

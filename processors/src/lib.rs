@@ -11,11 +11,14 @@
 //!   appended to `flights.v1` as `FlightClosed`.
 //! - [`analytics`]: on `flights.v1`, per-flight metrics with polars once the store watermark has
 //!   passed the flight.
+//! - [`archive`] (optional): every packet into a CQL time-series table (ScyllaDB, or Cassandra
+//!   locally), idempotent by primary key, for fleets past one PostgreSQL.
 //!
 //! Processors talk to each other only through Kafka topics and the database. [`replay`] re-runs
 //! a group's work over an event-time range of the log beside them (`flightline replay`).
 
 pub mod analytics;
+pub mod archive;
 pub mod live;
 pub mod offsets;
 pub mod replay;
@@ -45,6 +48,9 @@ pub enum Error {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The CQL archive refused or could not take a request (retried: a node may be down).
+    #[error("{0}")]
+    Archive(String),
     /// A precondition is not met yet (e.g. the store watermark is behind): retried.
     #[error("not ready: {0}")]
     NotReady(String),
@@ -74,7 +80,9 @@ impl Error {
             Error::Database(sqlx::Error::Database(error)) if refuses_content(error.code().as_deref()) => {
                 RetryHint::DeadLetter
             }
-            Error::Database(_) | Error::Kafka(_) | Error::Redis(_) | Error::NotReady(_) => RetryHint::Retry,
+            Error::Database(_) | Error::Kafka(_) | Error::Redis(_) | Error::Archive(_) | Error::NotReady(_) => {
+                RetryHint::Retry
+            }
             Error::Fatal(_) => RetryHint::Fatal,
         }
     }

@@ -53,6 +53,8 @@ pub struct Message<T> {
     pub record: T,
     /// W3C trace context carried from the ingest request.
     pub traceparent: Option<String>,
+    /// The message's Kafka timestamp (when it was produced), ms since the epoch.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Messages of one topic in log order per partition, and the offset to resume from for every
@@ -156,9 +158,40 @@ enum RebalanceEvent {
 struct RunnerContext {
     events: mpsc::UnboundedSender<RebalanceEvent>,
     seeds: Option<OffsetSeeds>,
+    /// The consumer group, for the lag gauges.
+    group: String,
 }
 
-impl ClientContext for RunnerContext {}
+impl ClientContext for RunnerContext {
+    /// librdkafka's statistics (every [`STATS_EVERY`]): the lag of every partition this member
+    /// fetches, in messages (the log end minus the position); a caught-up partition also has 0 s.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for partition in topic.partitions.values() {
+                if partition.partition < 0 || !partition.desired {
+                    continue;
+                }
+                // Without a position or a committed offset yet the group reads from the start of
+                // the log (auto.offset.reset = earliest): all of it is lag.
+                let lag = match partition.consumer_lag {
+                    lag if lag >= 0 => lag,
+                    _ if partition.hi_offset >= 0 && partition.lo_offset >= 0 => {
+                        partition.hi_offset - partition.lo_offset
+                    }
+                    _ => continue,
+                };
+                let labels = [("group", self.group.clone()), ("partition", partition.partition.to_string())];
+                metrics::gauge!("flightline_processor_lag_messages", &labels).set(lag as f64);
+                if lag == 0 {
+                    metrics::gauge!("flightline_processor_lag_seconds", &labels).set(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// How often librdkafka reports the consumer lag.
+const STATS_EVERY: Duration = Duration::from_secs(5);
 
 impl ConsumerContext for RunnerContext {
     fn rebalance(&self, base_consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -209,16 +242,16 @@ fn assign_or_unassign(base_consumer: &BaseConsumer<RunnerContext>, err: RDKafkaR
 /// Runs `processor` until `shutdown` is cancelled (drains the batch in flight and commits) or a
 /// fatal error happens.
 pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown: CancellationToken) -> Result<()> {
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let seeds = processor.offset_seeds();
-    let mut consumer = subscribe(&config, &events_tx, &seeds)?;
-    let mut watchdog = Watchdog::default();
+    let (mut consumer, mut events_rx) = subscribe(&config, &seeds)?;
+    let mut watchdog = Watchdog::new();
     let mut watch = tokio::time::interval(WATCH_EVERY);
     let dlq: FutureProducer = config.kafka.clone().set("acks", "all").set("enable.idempotence", "true").create()?;
     let mut tick = tokio::time::interval(processor.tick_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     tracing::info!(group = %config.group_id, topic = %config.topic, "processor started");
+    register_counters(&config);
 
     loop {
         while let Ok(event) = events_rx.try_recv() {
@@ -244,14 +277,24 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
                 continue;
             }
             _ = watch.tick() => {
-                if watchdog.stuck(&consumer, &config).await {
-                    // Its partitions were revoked already (or never assigned): nothing of this
-                    // consumer's state is needed; a new member joins the group from scratch.
+                if watchdog.stuck(&consumer, &config, &seeds).await {
                     metrics::counter!("flightline_processor_consumer_restarts_total", "group" => config.group_id.clone())
                         .increment(1);
-                    consumer.unsubscribe();
-                    consumer = subscribe(&config, &events_tx, &seeds)?;
-                    watchdog = Watchdog::default();
+                    // The processor gives up what the old member held (the new one is assigned
+                    // afresh); the old member's own rebalance events go to a channel nobody reads.
+                    let held = assigned_partitions(&consumer);
+                    if !held.is_empty() {
+                        processor.on_revoke(&held).await?;
+                    }
+                    let (fresh, fresh_events) = subscribe(&config, &seeds)?;
+                    let old = std::mem::replace(&mut consumer, fresh);
+                    events_rx = fresh_events;
+                    // Closing a wedged client can block: never on an async worker.
+                    tokio::task::spawn_blocking(move || {
+                        old.unsubscribe();
+                        drop(old);
+                    });
+                    watchdog = Watchdog::new();
                 }
                 continue;
             }
@@ -266,6 +309,7 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
                 continue;
             }
         };
+        watchdog.progressed();
         let mut raw = vec![owned(first)];
         let deadline = tokio::time::Instant::now() + config.batch_wait;
         while raw.len() < config.batch_max {
@@ -283,16 +327,22 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
         if !batch.messages.is_empty() {
             let started = std::time::Instant::now();
             let handled = batch.messages.len();
-            if !handle_batch(&config, &dlq, &mut processor, batch, &raw, &shutdown).await? {
+            let span = batch_span(&config, &batch);
+            let handling = handle_batch(&config, &dlq, &mut processor, batch, &raw, &shutdown);
+            if !tracing::Instrument::instrument(handling, span).await? {
                 // Shutdown during a retry: not handled, offsets stay, the batch comes again.
                 return Ok(());
             }
             let group = config.group_id.clone();
             metrics::counter!("flightline_processor_messages_total", "group" => group.clone())
                 .increment(handled as u64);
+            metrics::histogram!("flightline_processor_batch_size", "group" => group.clone()).record(handled as f64);
             metrics::histogram!("flightline_processor_batch_seconds", "group" => group)
                 .record(started.elapsed().as_secs_f64());
+            record_lag_seconds(&config, &raw);
         }
+        // A batch retried through an outage is progress too, however long it took.
+        watchdog.progressed();
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &next_offsets {
             offsets.add_partition_offset(&config.topic, *partition, Offset::Offset(*next))?;
@@ -315,12 +365,13 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
 type RunnerConsumer = Arc<StreamConsumer<RunnerContext>>;
 
 /// A consumer of the runner's group, subscribed to its topic.
+/// The receiver gets this consumer's rebalance events, and only this one's.
 fn subscribe(
     config: &RunnerConfig,
-    events: &mpsc::UnboundedSender<RebalanceEvent>,
     seeds: &Option<OffsetSeeds>,
-) -> Result<RunnerConsumer> {
-    let context = RunnerContext { events: events.clone(), seeds: seeds.clone() };
+) -> Result<(RunnerConsumer, mpsc::UnboundedReceiver<RebalanceEvent>)> {
+    let (events, events_rx) = mpsc::unbounded_channel();
+    let context = RunnerContext { events, seeds: seeds.clone(), group: config.group_id.clone() };
     let mut kafka = config.kafka.clone();
     kafka
         .set("group.id", &config.group_id)
@@ -333,7 +384,8 @@ fn subscribe(
         // A crashed instance's partitions move to the survivors within 10 s, not the default 45.
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", STATS_EVERY.as_millis().to_string());
     if !config.batch_wait.is_zero() {
         // A group that waits to fill its batches lets the broker wait as long: a few large
         // fetches instead of one per trickle of messages (the broker serves four groups).
@@ -343,7 +395,11 @@ fn subscribe(
     }
     let consumer: StreamConsumer<RunnerContext> = kafka.create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
-    Ok(Arc::new(consumer))
+    Ok((Arc::new(consumer), events_rx))
+}
+
+fn assigned_partitions(consumer: &RunnerConsumer) -> Vec<i32> {
+    consumer.assignment().map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
 }
 
 /// How often the runner checks that its consumer still takes part in the group.
@@ -352,20 +408,41 @@ const WATCH_EVERY: Duration = Duration::from_secs(5);
 /// How long a consumer may hold no partition before the group is asked whether that is right.
 const UNASSIGNED_FOR: Duration = Duration::from_secs(20);
 
-/// Finds a consumer that lost its place in the group for good. After a broker pause longer than
-/// the session timeout librdkafka sometimes revokes the partitions and never rejoins: the group
-/// is then empty, or smaller than its partition count, while this member waits with nothing
-/// assigned — its partitions would never be read again.
-#[derive(Default)]
+/// How long a consumer may hold partitions with messages waiting and receive none. A healthy
+/// client resumes within seconds of a broker's return (or loses its partitions in a rebalance).
+const STALLED_FOR: Duration = Duration::from_secs(15);
+
+/// How long a group may stay in a rebalance before its unassigned member gives up on it.
+const REBALANCE_STALLED: Duration = Duration::from_secs(60);
+
+/// Finds a consumer that stopped consuming for good, in the two ways librdkafka has been seen to
+/// after a broker pause longer than the session timeout:
+/// - it revoked its partitions and never rejoined: the group is empty, or smaller than its
+///   partition count, while this member waits with nothing assigned;
+/// - it still holds its partitions but fetches nothing, though the log has messages past its
+///   position (rust-rdkafka#597).
+///
+/// Either way those partitions would never be read again; the runner then starts a new member.
 struct Watchdog {
     unassigned_since: Option<tokio::time::Instant>,
+    /// The last message received or batch finished.
+    progress_at: tokio::time::Instant,
 }
 
 impl Watchdog {
-    async fn stuck(&mut self, consumer: &RunnerConsumer, config: &RunnerConfig) -> bool {
-        if consumer.assignment().is_ok_and(|assigned| assigned.count() > 0) {
+    fn new() -> Self {
+        Self { unassigned_since: None, progress_at: tokio::time::Instant::now() }
+    }
+
+    fn progressed(&mut self) {
+        self.progress_at = tokio::time::Instant::now();
+    }
+
+    async fn stuck(&mut self, consumer: &RunnerConsumer, config: &RunnerConfig, seeds: &Option<OffsetSeeds>) -> bool {
+        let assigned = consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0);
+        if assigned > 0 {
             self.unassigned_since = None;
-            return false;
+            return self.progress_at.elapsed() >= STALLED_FOR && self.data_waiting(consumer, config, seeds).await;
         }
         let since = *self.unassigned_since.get_or_insert_with(tokio::time::Instant::now);
         if since.elapsed() < UNASSIGNED_FOR {
@@ -385,7 +462,7 @@ impl Watchdog {
         .flatten();
         // A broker that does not answer is an outage, not a lost member: wait for it.
         let Some(view) = view else { return false };
-        let stuck = view.lost_member();
+        let stuck = view.lost_member(since.elapsed());
         if stuck {
             tracing::warn!(
                 group = %config.group_id,
@@ -398,6 +475,62 @@ impl Watchdog {
         }
         stuck
     }
+
+    /// Whether an assigned partition has messages past where this consumer stands
+    /// ([`stands_at`]).
+    async fn data_waiting(
+        &self,
+        consumer: &RunnerConsumer,
+        config: &RunnerConfig,
+        seeds: &Option<OffsetSeeds>,
+    ) -> bool {
+        let (consumer, topic, seeds) = (consumer.clone(), config.topic.clone(), seeds.clone());
+        let behind = tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(2);
+            let assignment = consumer.assignment().ok()?;
+            let positions = consumer.position().ok()?;
+            let committed = consumer.committed_offsets(assignment.clone(), timeout).ok()?;
+            let offset =
+                |tpl: &TopicPartitionList, partition: i32| match tpl.find_partition(&topic, partition)?.offset() {
+                    Offset::Offset(n) => Some(n),
+                    _ => None,
+                };
+            let mut behind = Vec::new();
+            for element in assignment.elements() {
+                let partition = element.partition();
+                let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout).ok()?;
+                let seed = seeds.as_ref().and_then(|s| s.get(partition));
+                let at = stands_at(offset(&positions, partition), seed, offset(&committed, partition), low);
+                if high > at {
+                    behind.push((partition, at, high));
+                }
+            }
+            Some(behind)
+        })
+        .await
+        .ok()
+        .flatten();
+        // A broker that does not answer is an outage: the client recovers from those itself.
+        let Some(behind) = behind else { return false };
+        if behind.is_empty() {
+            return false;
+        }
+        tracing::warn!(
+            group = %config.group_id,
+            idle_s = self.progress_at.elapsed().as_secs(),
+            ?behind,
+            "consumer receives nothing though its partitions have messages waiting (partition, position, end); \
+             joining again with a new consumer"
+        );
+        true
+    }
+}
+
+/// The next offset a consumer reads in a partition: the position of what it received, else where
+/// it was started (the processor's own offset or the group's committed one, the newer), else
+/// the start of the log; never before the start of the log.
+fn stands_at(position: Option<i64>, seed: Option<i64>, committed: Option<i64>, low: i64) -> i64 {
+    position.or(seed).into_iter().chain(committed).max().unwrap_or(low).max(low)
 }
 
 /// What the group coordinator says about a group.
@@ -411,12 +544,14 @@ struct GroupView {
 impl GroupView {
     /// A member with nothing assigned is legitimately idle only in a settled group that has at
     /// least as many members as partitions (every assignor gives each member one otherwise). A
-    /// group in the middle of a rebalance is left to finish it.
-    fn lost_member(&self) -> bool {
+    /// group in the middle of a rebalance is left to finish it, unless that took over a minute:
+    /// live members rejoin within seconds, so the coordinator waits for one that never will.
+    fn lost_member(&self, unassigned_for: Duration) -> bool {
         self.partitions > 0
             && match self.state.as_str() {
                 "Empty" | "Dead" => true,
                 "Stable" => self.members < self.partitions,
+                "PreparingRebalance" | "CompletingRebalance" => unassigned_for >= REBALANCE_STALLED,
                 _ => false,
             }
     }
@@ -491,10 +626,74 @@ fn consumer_error(config: &RunnerConfig, error: KafkaError) -> Result<()> {
     Ok(())
 }
 
+/// The group's counters, at 0 from the start: a dashboard or an alert sees a series before its
+/// first event (a dead letter should be rare).
+fn register_counters(config: &RunnerConfig) {
+    let group = config.group_id.clone();
+    for kind in [DeadLetterKind::Undecodable, DeadLetterKind::Rejected] {
+        metrics::counter!("flightline_processor_dead_letters_total", "group" => group.clone(), "kind" => kind.as_str())
+            .increment(0);
+    }
+    metrics::counter!("flightline_processor_messages_total", "group" => group.clone()).increment(0);
+    metrics::counter!("flightline_processor_consumer_errors_total", "group" => group.clone()).increment(0);
+    metrics::counter!("flightline_processor_consumer_restarts_total", "group" => group).increment(0);
+}
+
+/// The span of one batch (`<group> batch`): rows, partitions and offsets as attributes, in the
+/// trace of its first sampled message and linked to the others (see [`telemetry::context`]).
+fn batch_span<T>(config: &RunnerConfig, batch: &Batch<T>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "batch",
+        otel.name = tracing::field::Empty,
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.consumer.group.name = config.group_id.as_str(),
+        messaging.destination.name = batch.topic.as_str(),
+        messaging.batch.message_count = batch.messages.len(),
+        flightline.offsets = tracing::field::Empty,
+    );
+    if telemetry::enabled() {
+        let group = config.group_id.rsplit("flightline-").next().unwrap_or(&config.group_id);
+        span.record("otel.name", format!("{group} batch"));
+        span.record("flightline.offsets", offset_ranges(batch).as_str());
+        telemetry::context::follow_batch(&span, batch.messages.iter().map(|m| m.traceparent.as_deref()));
+    }
+    span
+}
+
+/// `partition:first-last` for every partition of the batch, e.g. `0:120-184,3:77-90`.
+fn offset_ranges<T>(batch: &Batch<T>) -> String {
+    let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for message in &batch.messages {
+        let range = ranges.entry(message.partition).or_insert((message.offset, message.offset));
+        range.0 = range.0.min(message.offset);
+        range.1 = range.1.max(message.offset);
+    }
+    ranges.iter().map(|(partition, (first, last))| format!("{partition}:{first}-{last}")).collect::<Vec<_>>().join(",")
+}
+
+/// How old the newest handled message of each partition was when its batch was done (its
+/// Kafka timestamp to now): the lag in seconds while the group is behind.
+fn record_lag_seconds(config: &RunnerConfig, raw: &[RawMessage]) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+    for message in raw {
+        if let Some(at) = message.timestamp_ms {
+            newest.insert(message.partition, at);
+        }
+    }
+    for (partition, at) in newest {
+        let labels = [("group", config.group_id.clone()), ("partition", partition.to_string())];
+        metrics::gauge!("flightline_processor_lag_seconds", &labels).set((now_ms - at).max(0) as f64 / 1000.0);
+    }
+}
+
 /// A message detached from the consumer's buffer.
 struct RawMessage {
     partition: i32,
     offset: i64,
+    /// The message's Kafka timestamp (the producer's create time), ms.
+    timestamp_ms: Option<i64>,
     payload: Vec<u8>,
     key: Option<Vec<u8>>,
     traceparent: Option<String>,
@@ -512,6 +711,7 @@ fn owned(message: BorrowedMessage<'_>) -> RawMessage {
     RawMessage {
         partition: message.partition(),
         offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
         payload: message.payload().unwrap_or_default().to_vec(),
         key: message.key().map(<[u8]>::to_vec),
         traceparent,
@@ -531,6 +731,7 @@ async fn decode_batch<T: Record>(config: &RunnerConfig, dlq: &FutureProducer, ra
                 offset: message.offset,
                 record,
                 traceparent: message.traceparent.clone(),
+                timestamp_ms: message.timestamp_ms,
             }),
             Err(error) => dead_letter(config, dlq, message, DeadLetterKind::Undecodable, &error.to_string()).await?,
         }
@@ -619,7 +820,23 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    use super::GroupView;
+    use std::time::Duration;
+
+    use super::{stands_at, GroupView};
+
+    #[test]
+    fn a_consumer_stands_where_it_read_or_where_it_was_started() {
+        // It received messages: its position, even ahead of the last commit.
+        assert_eq!(stands_at(Some(120), None, Some(100), 0), 120);
+        // Nothing received since the assignment: where the processor's own store started it,
+        // which a crash can leave ahead of Kafka's commit (no false alarm on an idle tail).
+        assert_eq!(stands_at(None, Some(150), Some(100), 0), 150);
+        assert_eq!(stands_at(None, None, Some(100), 0), 100);
+        // Nothing committed either: the start of the log (auto.offset.reset = earliest).
+        assert_eq!(stands_at(None, None, None, 40), 40);
+        // Retention removed what it stood at: it resumes at the start of the log.
+        assert_eq!(stands_at(None, None, Some(10), 40), 40);
+    }
 
     fn view(state: &str, members: usize, partitions: usize) -> GroupView {
         GroupView { state: state.into(), members, partitions }
@@ -627,17 +844,19 @@ mod tests {
 
     #[test]
     fn an_idle_member_is_lost_only_when_the_group_lacks_members() {
+        let idle = Duration::from_secs(25);
         // The pause case: the coordinator dropped every member, ours never came back.
-        assert!(view("Empty", 0, 12).lost_member());
+        assert!(view("Empty", 0, 12).lost_member(idle));
         // Another instance took everything while ours waits outside the group.
-        assert!(view("Stable", 1, 12).lost_member());
+        assert!(view("Stable", 1, 12).lost_member(idle));
         // More instances than partitions: some are idle by design.
-        assert!(!view("Stable", 13, 12).lost_member());
-        assert!(!view("Stable", 12, 12).lost_member());
-        // A rebalance in progress is left to finish.
-        assert!(!view("PreparingRebalance", 1, 12).lost_member());
-        assert!(!view("CompletingRebalance", 1, 12).lost_member());
+        assert!(!view("Stable", 13, 12).lost_member(idle));
+        assert!(!view("Stable", 12, 12).lost_member(idle));
+        // A rebalance in progress is left to finish, for a minute.
+        assert!(!view("PreparingRebalance", 1, 12).lost_member(idle));
+        assert!(!view("CompletingRebalance", 1, 12).lost_member(idle));
+        assert!(view("PreparingRebalance", 1, 12).lost_member(Duration::from_secs(61)));
         // No topic metadata yet: nothing to judge.
-        assert!(!view("Empty", 0, 0).lost_member());
+        assert!(!view("Empty", 0, 0).lost_member(idle));
     }
 }

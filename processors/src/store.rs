@@ -23,6 +23,8 @@ pub struct Store {
     pool: PgPool,
     offsets: OffsetKey,
     seeds: OffsetSeeds,
+    /// Daily partitions older than this many days are dropped (`store.raw_retention_days`).
+    retention_days: Option<u32>,
 }
 
 impl Store {
@@ -32,7 +34,17 @@ impl Store {
         ensure_partitions(&pool).await?;
         let offsets = OffsetKey::new(group_id, topic);
         let seeds = offsets.seeds(&pool).await?;
-        Ok(Self { pool, offsets, seeds })
+        Ok(Self { pool, offsets, seeds, retention_days: None })
+    }
+
+    /// Keeps `days` full UTC days of raw rows before today (`None`: all of them). Dropped at
+    /// start and hourly.
+    pub async fn with_retention(mut self, days: Option<u32>) -> Result<Self> {
+        self.retention_days = days;
+        if let Some(days) = days {
+            drop_expired_partitions(&self.pool, days).await?;
+        }
+        Ok(self)
     }
 }
 
@@ -62,7 +74,11 @@ impl Processor for Store {
     }
 
     async fn on_tick(&mut self) -> Result<()> {
-        ensure_partitions(&self.pool).await
+        ensure_partitions(&self.pool).await?;
+        if let Some(days) = self.retention_days {
+            drop_expired_partitions(&self.pool, days).await?;
+        }
+        Ok(())
     }
 
     fn offset_seeds(&self) -> Option<OffsetSeeds> {
@@ -80,6 +96,27 @@ pub async fn ensure_partitions(pool: &PgPool) -> Result<()> {
         tracing::info!(created, "telemetry_raw partitions created");
     }
     Ok(())
+}
+
+/// Drops the daily partitions of `telemetry_raw` whose day ended more than `days` days before
+/// today (UTC); returns their names. A dropped partition is gone at once (no row-by-row
+/// `DELETE`); reads of its flights fall back to the archive when one is configured.
+pub async fn drop_expired_partitions(pool: &PgPool, days: u32) -> Result<Vec<String>> {
+    let expired: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'telemetry_raw'::regclass AND c.relname ~ '^telemetry_raw_[0-9]{8}$'
+           AND to_date(substring(c.relname FROM 15), 'YYYYMMDD') < (now() AT TIME ZONE 'UTC')::date - $1::int
+         ORDER BY 1",
+    )
+    .bind(days as i32)
+    .fetch_all(pool)
+    .await?;
+    for partition in &expired {
+        // The name matched ^telemetry_raw_[0-9]{8}$ above: safe to splice.
+        sqlx::query(&format!("DROP TABLE IF EXISTS {partition}")).persistent(false).execute(pool).await?;
+        tracing::info!(partition, retention_days = days, "telemetry_raw partition past retention dropped");
+    }
+    Ok(expired)
 }
 
 /// A batch of records pivoted into one vector per column.

@@ -3,6 +3,7 @@
 //! the one synthetic-flight generator, and its statistics from [`stats`].
 
 pub mod analytics;
+pub mod archive;
 pub mod e2e;
 pub mod ingest;
 pub mod pipeline;
@@ -32,6 +33,8 @@ pub enum BenchCommand {
     /// `flightline replay` over a scratch topic of millions of sim packets (scratch database):
     /// messages/s of a sessionizer replay (dry run) and of a store replay.
     Replay(replay::ReplayBenchOptions),
+    /// The archive group's writes into the CQL node, and a flight read back.
+    Archive(archive::ArchiveBenchOptions),
 }
 
 /// Runs one bench and prints its report on stdout.
@@ -57,6 +60,7 @@ pub async fn run(command: BenchCommand, settings: &Settings, shutdown: Cancellat
             serde_json::to_string(&pipeline::bench_pipeline(options, settings, &default_target, shutdown).await?)?
         }
         BenchCommand::Replay(options) => serde_json::to_string(&replay::bench_replay(settings, options).await?)?,
+        BenchCommand::Archive(options) => serde_json::to_string(&archive::bench_archive(settings, options).await?)?,
     };
     println!("{report}");
     Ok(())

@@ -42,6 +42,9 @@ pub struct ReplayBenchOptions {
     /// Seconds in the air per flight (each followed by the sim's idle on the ground).
     #[arg(long, default_value_t = 60.0)]
     pub flight_s: f64,
+    /// Kafka readers of the sessionizer replay (`flightline replay --readers`).
+    #[arg(long, default_value_t = replay::DEFAULT_READERS)]
+    pub readers: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +111,7 @@ async fn run_bench(
         drone: None,
         dry_run,
         progress: Arc::new(Progress::default()),
+        readers: options.readers,
     };
     let sessionize = replay::sessionize::run(pool, &config(true), schemas::FlightRule::default()).await?;
     eprintln!("bench replay: sessionizer {:.0} messages/s", sessionize.messages_per_s);

@@ -271,7 +271,13 @@ fn synthetic_batches(rows: usize, batch: usize, retried_every: usize) -> Vec<Col
             let sample = airframe.sample((k as f64 * dt) % airframe.cycle_s(), dt);
             let ts_us = start_us + k * 1_000_000 / HZ + drone as i64 * 37;
             let record = sample.to_record(drones[drone], ts_us, ts_us + 35_000 + (k % 40) * 1_000);
-            Message { partition: (drone as i32) % PARTITIONS, offset: n as i64, record, traceparent: None }
+            Message {
+                partition: (drone as i32) % PARTITIONS,
+                offset: n as i64,
+                record,
+                traceparent: None,
+                timestamp_ms: None,
+            }
         })
         .collect();
     let chunks: Vec<&[Message<TelemetryRecord>]> = messages.chunks(batch).collect();

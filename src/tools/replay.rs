@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use flightline::{runtime, Settings};
 
-/// The groups `--group` names. `live` and `archive` are known so that they are refused with a
-/// reason rather than with "invalid value".
+/// The groups `--group` names. `live` is known so that it is refused with a reason rather than
+/// with "invalid value".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReplayGroup {
     Sessionizer,
@@ -44,6 +44,9 @@ pub struct ReplayOptions {
     /// Print what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Kafka readers of a sessionizer replay, each with a share of the partitions.
+    #[arg(long, default_value_t = processors::replay::DEFAULT_READERS)]
+    pub readers: usize,
 }
 
 /// A time of the command line, µs since the epoch: RFC 3339 (any offset) or integer epoch ms.
@@ -62,11 +65,12 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> anyhow::Res
     match options.group {
         ReplayGroup::Live => anyhow::bail!(
             "--group live is refused: the live view is the present, not history (it keeps each drone's newest \
-             packet for 30 s; old packets can never change it). Replay sessionizer, analytics or store"
+             packet for 30 s; old packets can never change it). Replay sessionizer, analytics, store or archive"
         ),
-        ReplayGroup::Archive => {
-            anyhow::bail!("--group archive is not available yet: this version of Flightline has no archive group")
-        }
+        ReplayGroup::Archive => anyhow::ensure!(
+            settings.archive()?.is_some(),
+            "--group archive needs an archive: set archive_nodes (FLIGHTLINE_ARCHIVE_NODES)"
+        ),
         ReplayGroup::Sessionizer | ReplayGroup::Analytics | ReplayGroup::Store => {}
     }
     let from_us = parse_time(&options.from).context("--from")?;
@@ -87,10 +91,12 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> anyhow::Res
         drone: options.drone,
         dry_run: options.dry_run,
         progress: progress.clone(),
+        readers: options.readers,
     };
     let name = match options.group {
         ReplayGroup::Sessionizer => "sessionizer",
         ReplayGroup::Analytics => "analytics",
+        ReplayGroup::Archive => "archive",
         _ => "store",
     };
     let reporter = std::thread::spawn({
@@ -100,6 +106,7 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> anyhow::Res
     let summary = match options.group {
         ReplayGroup::Sessionizer => replay::sessionize::run(&pool, &config, rule).await.map(serde_json::to_value),
         ReplayGroup::Analytics => replay::recompute::run(&pool, &config).await.map(serde_json::to_value),
+        ReplayGroup::Archive => replay_archive(settings, &config).await.map(serde_json::to_value),
         _ => replay::restore::run(&pool, &config).await.map(serde_json::to_value),
     };
     progress.done.store(true, Ordering::Relaxed);
@@ -107,6 +114,18 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> anyhow::Res
     let summary = summary.with_context(|| format!("replay of {name}"))??;
     println!("{summary}");
     Ok(())
+}
+
+/// The archive replay, on a session of its own.
+async fn replay_archive(
+    settings: &Settings,
+    config: &ReplayConfig,
+) -> processors::Result<replay::archive::ArchiveReplaySummary> {
+    let archive = settings.archive().map_err(|error| processors::Error::Fatal(format!("{error:#}")))?;
+    let archive = archive.ok_or_else(|| processors::Error::Fatal("no archive configured".into()))?;
+    let session = std::sync::Arc::new(processors::archive::connect(&archive).await?);
+    let table = processors::archive::ArchiveTable::new(session, &archive).await?;
+    replay::archive::run(&table, config).await
 }
 
 /// The progress line on stderr until the replay is done: rewritten in place on a terminal, a

@@ -91,13 +91,20 @@ pub async fn send(options: &SendOptions, default_target: &str) -> anyhow::Result
     Ok(report)
 }
 
-/// Non-empty lines of the file, gunzipped when it starts with the gzip magic.
-fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+/// The file's bytes, gunzipped when it starts with the gzip magic (`flightline bridge --tlog`
+/// reads its logs the same way).
+pub(crate) fn open_maybe_gzip(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
     let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut magic = [0u8; 2];
     let gz = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-    let file = std::fs::File::open(path)?;
-    let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = std::io::BufReader::new(file);
+    Ok(if gz { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) })
+}
+
+/// Non-empty lines of the file, gunzipped when it starts with the gzip magic.
+fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+    let reader = open_maybe_gzip(path)?;
     let mut lines = Vec::new();
     for line in BufReader::new(reader).lines() {
         let line = line.with_context(|| format!("reading {}", path.display()))?;

@@ -1067,7 +1067,27 @@ class Trial:
             s += f"\n    note: {n}"
         for f in r["failures"]:
             s += f"\n    FAIL: {f}"
+        if not r["ok"]:
+            s += self.log_excerpts()
         return s
+
+    def log_excerpts(self, warnings=8, tail=3):
+        """The roles' warnings and last lines: a failed trial on CI is read from its output only."""
+        out = ""
+        try:
+            names = sorted(n for n in os.listdir(self.dep.logdir) if n.endswith(".log"))
+        except OSError:
+            return ""
+        for name in names:
+            try:
+                with open(os.path.join(self.dep.logdir, name), errors="replace") as f:
+                    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line.rstrip())[:300] for line in f if line.strip()]
+            except OSError:
+                continue
+            picked = [line for line in lines if " WARN " in line or " ERROR " in line][-warnings:]
+            picked += [line for line in lines[-tail:] if line not in picked]
+            out += f"\n    log {name}:" + "".join(f"\n      {line}" for line in picked)
+        return out
 
 
 class Baseline:

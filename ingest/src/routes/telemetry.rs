@@ -11,6 +11,7 @@ use axum::Json;
 use chrono::Utc;
 use schemas::BatchError;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -44,21 +45,49 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
     )
 )]
 pub async fn post(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let span = tracing::info_span!(
+        "ingest.request",
+        otel.kind = "server",
+        http.route = "/v1/telemetry",
+        drone_id = tracing::field::Empty,
+        packets = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let incoming = request.headers().get(telemetry::context::HEADER).and_then(|v| v.to_str().ok());
+    telemetry::context::set_parent(&span, incoming);
+    let result = receive(state, request).instrument(span.clone()).await;
+    if telemetry::enabled() {
+        let status = result.as_ref().map_or_else(ApiError::status, |(status, _)| *status);
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "error");
+        }
+    }
+    result
+}
+
+async fn receive(state: AppState, request: Request) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    let drone_id = state.authenticate(api_key, client).await?;
+    let auth = telemetry::context::child(|| tracing::info_span!("ingest.auth"));
+    let drone_id = state.authenticate(api_key, client).instrument(auth).await?;
+    tracing::Span::current().record("drone_id", tracing::field::display(drone_id));
     let authenticated = started.elapsed();
     if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let encoding = content_encoding(headers)?;
     let raw = read_body(body, MAX_BODY_BYTES).await?;
-    let bytes = decompress(encoding, &raw, MAX_BODY_BYTES)?;
-    let packets = schemas::parse_batch(&bytes, Utc::now().timestamp_micros()).map_err(batch_error)?;
-    drop(bytes);
+    let validate = telemetry::context::child(|| tracing::info_span!("ingest.validate", bytes = raw.len()));
+    let packets = validate.in_scope(|| {
+        let bytes = decompress(encoding, &raw, MAX_BODY_BYTES)?;
+        schemas::parse_batch(&bytes, Utc::now().timestamp_micros()).map_err(batch_error)
+    })?;
+    tracing::Span::current().record("packets", packets.len());
     let parsed = started.elapsed();
     let accepted = state.accept(drone_id, packets, &crate::traceparent(headers)).await?;
     let total = started.elapsed();

@@ -198,7 +198,15 @@ impl Session {
             Ok(packets) => packets,
             Err(error) => return error.body(),
         };
-        match self.state.accept(drone_id, packets, &crate::traceparent(&self.trace)).await {
+        // One span per frame, a child of the upgrade request's `traceparent` when it sent one.
+        let span = tracing::info_span!("ingest.frame", otel.kind = "server", %drone_id, packets = packets.len());
+        telemetry::context::set_parent(
+            &span,
+            self.trace.get(telemetry::context::HEADER).and_then(|value| value.to_str().ok()),
+        );
+        let traceparent = crate::traceparent(&self.trace);
+        let accepted = tracing::Instrument::instrument(self.state.accept(drone_id, packets, &traceparent), span);
+        match accepted.await {
             Ok(accepted) => json!({ "ack": accepted.count, "last_ts": schemas::format_ts(accepted.last_ts_us) }),
             Err(error) => error.body(),
         }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use schemas::{FlightClosed, FlightEvent};
 use sqlx::{PgPool, Row};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::offsets::OffsetKey;
@@ -47,11 +48,19 @@ pub struct Analytics {
     pool: PgPool,
     /// The store group's offsets on the telemetry topic: the watermark.
     store_offsets: OffsetKey,
+    /// Where a flight's rows are read from once PostgreSQL's retention dropped them.
+    archive: Option<crate::archive::LazyArchive>,
 }
 
 impl Analytics {
     pub fn new(pool: PgPool, store_group: &str, telemetry_topic: &str) -> Self {
-        Self { pool, store_offsets: OffsetKey::new(store_group, telemetry_topic) }
+        Self { pool, store_offsets: OffsetKey::new(store_group, telemetry_topic), archive: None }
+    }
+
+    /// Reads a flight's rows from the archive when `telemetry_raw` no longer holds all of them.
+    pub fn with_archive(mut self, archive: crate::archive::LazyArchive) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// Waits until the store group has stored the message at `last_offset` of `partition`.
@@ -72,7 +81,13 @@ impl Analytics {
     }
 
     async fn on_closed(&self, flight: &FlightClosed) -> Result<()> {
-        self.wait_for_store(flight.partition, flight.last_offset).await?;
+        self.wait_for_store(flight.partition, flight.last_offset)
+            .instrument(tracing::info_span!(
+                "analytics.watermark_wait",
+                partition = flight.partition,
+                last_offset = flight.last_offset
+            ))
+            .await?;
         // A `FlightClosed` of a flight a replay retired (redelivered, or read again by a new
         // group) must not bring it back: skipped unless the flight is active again.
         let inserted = sqlx::query(
@@ -94,6 +109,7 @@ impl Analytics {
         .bind(flight.last_offset)
         .bind(rule_to_json(&flight.rule))
         .execute(&self.pool)
+        .instrument(tracing::info_span!("analytics.upsert_flight"))
         .await?;
         if inserted.rows_affected() == 0 {
             tracing::warn!(flight_id = %flight.flight_id, drone_id = %flight.drone_id, "flight of an unknown drone, or retired by a replay, skipped");
@@ -107,7 +123,7 @@ impl Analytics {
     /// was cut with (its throttle threshold defines `hover_throttle`); `None` for an unknown
     /// flight.
     pub async fn analyse(&self, flight_id: Uuid) -> Result<Option<Timings>> {
-        let Some(row) = sqlx::query("SELECT drone_id, start_ts, end_ts, rule FROM flights WHERE id = $1")
+        let Some(row) = sqlx::query("SELECT drone_id, start_ts, end_ts, rule, packet_count FROM flights WHERE id = $1")
             .bind(flight_id)
             .fetch_optional(&self.pool)
             .await?
@@ -117,6 +133,7 @@ impl Analytics {
         };
         let (drone_id, start, end): (Uuid, DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1), row.get(2));
         let stored_rule: serde_json::Value = row.get(3);
+        let packet_count: i64 = row.get(4);
         let Some(rule) = rule_from_json(&stored_rule) else {
             // Never computed with another rule than the flight's: a failure the API shows.
             tracing::warn!(%flight_id, rule = %stored_rule, "flight rule unreadable; analytics failed");
@@ -136,18 +153,26 @@ impl Analytics {
             ms
         };
         let mut since = started;
-        let rows = load_rows(&self.pool, drone_id, start, end).await?;
+        let stored =
+            load_rows(&self.pool, drone_id, start, end).instrument(tracing::info_span!("analytics.load")).await?;
+        let rows = match &self.archive {
+            Some(archive) => archive.complete(stored, drone_id, start, end, packet_count).await?,
+            None => stored,
+        };
         let load_ms = lap(&mut since);
         let row_count = rows.len();
         let bbox = bounding_box(&rows);
         let (start_us, end_us) = (start.timestamp_micros(), end.timestamp_micros());
         let computed =
             tokio::task::spawn_blocking(move || metrics::compute(&rows, start_us, end_us, rule.throttle_threshold))
+                .instrument(tracing::info_span!("analytics.compute", rows = row_count))
                 .await
                 .map_err(|e| Error::Fatal(format!("analytics task panicked: {e}")))?;
         let compute_ms = lap(&mut since);
         match computed {
-            Ok(metrics) => self.write_metrics(flight_id, &metrics, bbox).await?,
+            Ok(metrics) => {
+                self.write_metrics(flight_id, &metrics, bbox).instrument(tracing::info_span!("analytics.write")).await?
+            }
             Err(error) => {
                 tracing::warn!(%flight_id, %error, "analytics failed");
                 sqlx::query(
@@ -176,6 +201,7 @@ impl Analytics {
         .bind(start)
         .bind(end)
         .execute(&self.pool)
+        .instrument(tracing::info_span!("analytics.tag_rows"))
         .await?;
         let tag_ms = lap(&mut since);
         tracing::info!(%flight_id, rows = row_count, ms = started.elapsed().as_millis() as u64, "flight analysed");
@@ -212,11 +238,27 @@ impl Processor for Analytics {
     async fn handle(&mut self, batch: &Batch<FlightEvent>) -> Result<()> {
         // In log order: a recompute after a close sees the flight.
         for message in &batch.messages {
+            // Continues the trace the event carries: the packet that closed the flight, or the
+            // recompute request.
+            let span = tracing::info_span!(
+                "analytics.flight",
+                flight_id = %message.record.flight_id(),
+                event = match &message.record {
+                    FlightEvent::Closed(_) => "closed",
+                    FlightEvent::RecomputeRequested(_) => "recompute",
+                },
+            );
+            telemetry::context::set_parent(&span, message.traceparent.as_deref());
             match &message.record {
-                FlightEvent::Closed(flight) => self.on_closed(flight).await?,
+                FlightEvent::Closed(flight) => self.on_closed(flight).instrument(span).await?,
                 FlightEvent::RecomputeRequested(request) => {
-                    self.analyse(request.flight_id).await?;
+                    self.analyse(request.flight_id).instrument(span).await?;
                 }
+            }
+            if let Some(produced_ms) = message.timestamp_ms {
+                // From the event's append to its metrics committed (retries included).
+                let seconds = (chrono::Utc::now().timestamp_millis() - produced_ms).max(0) as f64 / 1000.0;
+                ::metrics::histogram!("flightline_analytics_event_to_commit_seconds").record(seconds);
             }
         }
         Ok(())

@@ -11,8 +11,9 @@
 //! - its writes are idempotent and commute with the live groups' writes: rows are inserted with
 //!   `ON CONFLICT DO NOTHING` ([`restore`]), flights are replaced per drone in one transaction and
 //!   keyed by their deterministic id ([`sessionize`]), metrics are the same upsert the analytics
-//!   group does ([`recompute`]). A replay killed at any point and run again therefore ends in the
-//!   same state as one uninterrupted run.
+//!   group does ([`recompute`]), archive rows are rewritten by primary key ([`archive`]). A
+//!   replay killed at any point and run again therefore ends in the same state as one
+//!   uninterrupted run.
 //!
 //! The range is on event time (`ts`), while `offsets_for_times` works on the Kafka message
 //! timestamp (when ingest appended the packet). Ingest refuses packets more than 60 s ahead of
@@ -21,6 +22,7 @@
 //! `ts ≥ from`. The other way round there is no bound (a recorded log of 2021 sent today), so a
 //! replay always reads up to the end offsets and filters on `ts`.
 
+pub mod archive;
 pub mod recompute;
 pub mod restore;
 pub mod sessionize;
@@ -91,6 +93,25 @@ impl Progress {
     pub fn phase(&self) -> String {
         self.phase.lock().expect("progress lock").clone()
     }
+}
+
+/// Readers a sessionizer replay spreads the partitions over by default, each a client of its own
+/// (its own fetch queue and threads): one reader spends most of its time in librdkafka's
+/// per-message poll, so two keep both cores of a small box busy.
+pub const DEFAULT_READERS: usize = 2;
+
+/// The non-empty slices shared out over at most `readers` readers, about equal in messages
+/// (largest first, each to the least loaded reader).
+pub fn share_out(slices: &[PartitionSlice], readers: usize) -> Vec<Vec<PartitionSlice>> {
+    let mut sorted: Vec<PartitionSlice> = slices.iter().copied().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut shares: Vec<(u64, Vec<PartitionSlice>)> = vec![(0, Vec::new()); readers.clamp(1, sorted.len().max(1))];
+    for slice in sorted {
+        let least = shares.iter_mut().min_by_key(|(load, _)| *load).expect("at least one reader");
+        least.0 += slice.len();
+        least.1.push(slice);
+    }
+    shares.into_iter().map(|(_, share)| share).filter(|share| !share.is_empty()).collect()
 }
 
 /// A consumer of its own: never subscribed (so it joins no group), never commits.
@@ -255,6 +276,8 @@ pub struct ReplayConfig {
     /// Report what would change, write nothing.
     pub dry_run: bool,
     pub progress: Arc<Progress>,
+    /// Readers of the sessionizer replay ([`DEFAULT_READERS`]).
+    pub readers: usize,
 }
 
 impl ReplayConfig {
@@ -268,5 +291,27 @@ impl ReplayConfig {
     pub fn to_or_max(&self) -> i64 {
         const END_OF_TIME_US: i64 = 253_402_300_799_999_999;
         self.to_us.unwrap_or(END_OF_TIME_US).min(END_OF_TIME_US)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{share_out, PartitionSlice};
+
+    fn slice(partition: i32, len: i64) -> PartitionSlice {
+        PartitionSlice { partition, start: 10, end: 10 + len, low: 0 }
+    }
+
+    #[test]
+    fn partitions_are_shared_out_evenly_and_whole() {
+        let slices = [slice(0, 500), slice(1, 300), slice(2, 0), slice(3, 250), slice(4, 200)];
+        let shares = share_out(&slices, 2);
+        let loads: Vec<u64> = shares.iter().map(|s| s.iter().map(PartitionSlice::len).sum()).collect();
+        assert_eq!(loads, vec![700, 550]);
+        let mut partitions: Vec<i32> = shares.iter().flatten().map(|s| s.partition).collect();
+        partitions.sort_unstable();
+        assert_eq!(partitions, vec![0, 1, 3, 4], "every non-empty slice once, the empty one in none");
+        assert_eq!(share_out(&[slice(0, 5)], 2).len(), 1, "no idle reader");
+        assert!(share_out(&[slice(0, 0)], 2).is_empty());
     }
 }

@@ -52,47 +52,66 @@ pub struct RestoreSummary {
 
 /// Restores the range's rows (counts them only with `dry_run`).
 pub async fn run(pool: &PgPool, config: &ReplayConfig) -> Result<RestoreSummary> {
-    let started = Instant::now();
-    let consumer = replay_consumer(&config.kafka)?;
-    let (sender, mut receiver) = mpsc::channel::<Vec<TelemetryRecord>>(BATCHES_IN_FLIGHT);
-    let topic = config.telemetry_topic.clone();
-    let progress = config.progress.clone();
-    let filter = config.clone();
     config.progress.set_phase("restoring rows");
-    let reader = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
-        let from_message_ms = filter.from_us.saturating_sub(TS_TOLERANCE_US) / 1000 - 1000;
-        let slices = plan(&consumer, &topic, from_message_ms)?;
-        progress.total.fetch_add(slices.iter().map(PartitionSlice::len).sum(), Ordering::Relaxed);
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
-        let mut undecodable = 0;
-        let messages = read_slices(&consumer, &topic, &slices, &progress, |_, _, payload| {
-            let Ok(record) = schemas::decode_telemetry(payload) else {
-                undecodable += 1;
-                return Ok(());
-            };
-            if !filter.contains(record.ts_us) || filter.drone.is_some_and(|only| only != record.drone_id) {
-                return Ok(());
-            }
-            batch.push(record);
-            if batch.len() >= BATCH_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                sender.blocking_send(full).map_err(|_| Error::Fatal("the row writer stopped".into()))?;
-            }
-            Ok(())
-        })?;
-        if !batch.is_empty() {
-            sender.blocking_send(batch).map_err(|_| Error::Fatal("the row writer stopped".into()))?;
-        }
-        Ok((messages, undecodable))
-    });
-    let mut rows_in_range = 0u64;
-    let mut rows_restored = 0u64;
     let mut data = Vec::new();
+    let done = rewrite_range(config, BATCH_ROWS, async |records: &[TelemetryRecord]| {
+        write_batch(pool, records, &mut data, config.dry_run).await
+    })
+    .await?;
+    Ok(RestoreSummary {
+        group: "store",
+        from: format_us(config.from_us),
+        to: config.to_us.map(format_us),
+        drone: config.drone,
+        dry_run: config.dry_run,
+        messages: done.messages,
+        seconds: done.seconds,
+        messages_per_s: done.per_s(done.messages),
+        rows_in_range: done.rows_in_range,
+        rows_restored: done.rows_written,
+        rows_present: done.rows_in_range - done.rows_written,
+        rows_per_s: done.per_s(done.rows_in_range),
+        undecodable_messages: done.undecodable,
+    })
+}
+
+/// What a replay that rewrites raw rows did.
+pub(super) struct RangeRewrite {
+    /// Messages read, and those that could not be decoded.
+    pub messages: u64,
+    pub undecodable: u64,
+    /// Records in the range (and of the drone), and what the writer said it wrote of them.
+    pub rows_in_range: u64,
+    pub rows_written: u64,
+    pub seconds: f64,
+}
+
+impl RangeRewrite {
+    pub fn per_s(&self, count: u64) -> f64 {
+        if self.seconds > 0.0 {
+            count as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Reads the range in batches of `batch_rows` ([`spawn_range_reader`]) and hands each to
+/// `write`, which returns how many rows it wrote; the first write error stops the replay.
+pub(super) async fn rewrite_range(
+    config: &ReplayConfig,
+    batch_rows: usize,
+    mut write: impl AsyncFnMut(&[TelemetryRecord]) -> Result<u64>,
+) -> Result<RangeRewrite> {
+    let started = Instant::now();
+    let (mut receiver, reader) = spawn_range_reader(config, batch_rows)?;
+    let mut rows_in_range = 0u64;
+    let mut rows_written = 0u64;
     let mut write_error = None;
     while let Some(records) = receiver.recv().await {
         rows_in_range += records.len() as u64;
-        match write_batch(pool, &records, &mut data, config.dry_run).await {
-            Ok(inserted) => rows_restored += inserted,
+        match write(&records).await {
+            Ok(written) => rows_written += written,
             Err(error) => {
                 write_error = Some(error);
                 break;
@@ -105,23 +124,51 @@ pub async fn run(pool: &PgPool, config: &ReplayConfig) -> Result<RestoreSummary>
         return Err(error);
     }
     let (messages, undecodable) = read?;
-    let seconds = started.elapsed().as_secs_f64();
-    let per_s = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
-    Ok(RestoreSummary {
-        group: "store",
-        from: format_us(config.from_us),
-        to: config.to_us.map(format_us),
-        drone: config.drone,
-        dry_run: config.dry_run,
-        messages,
-        seconds,
-        messages_per_s: per_s(messages),
-        rows_in_range,
-        rows_restored,
-        rows_present: rows_in_range - rows_restored,
-        rows_per_s: per_s(rows_in_range),
-        undecodable_messages: undecodable,
-    })
+    Ok(RangeRewrite { messages, undecodable, rows_in_range, rows_written, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The thread of [`spawn_range_reader`]: (messages read, undecodable messages).
+pub(super) type RangeReader = tokio::task::JoinHandle<Result<(u64, u64)>>;
+
+/// Reads the range's records (of the drone, when the replay has one) on a thread of its own and
+/// sends them in batches of `batch_rows`; the thread returns (messages read, undecodable
+/// messages). Shared by the replays that rewrite raw rows: the store's and the archive's.
+pub(super) fn spawn_range_reader(
+    config: &ReplayConfig,
+    batch_rows: usize,
+) -> Result<(mpsc::Receiver<Vec<TelemetryRecord>>, RangeReader)> {
+    let consumer = replay_consumer(&config.kafka)?;
+    let (sender, receiver) = mpsc::channel::<Vec<TelemetryRecord>>(BATCHES_IN_FLIGHT);
+    let topic = config.telemetry_topic.clone();
+    let progress = config.progress.clone();
+    let filter = config.clone();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
+        let from_message_ms = filter.from_us.saturating_sub(TS_TOLERANCE_US) / 1000 - 1000;
+        let slices = plan(&consumer, &topic, from_message_ms)?;
+        progress.total.fetch_add(slices.iter().map(PartitionSlice::len).sum(), Ordering::Relaxed);
+        let mut batch = Vec::with_capacity(batch_rows);
+        let mut undecodable = 0;
+        let messages = read_slices(&consumer, &topic, &slices, &progress, |_, _, payload| {
+            let Ok(record) = schemas::decode_telemetry(payload) else {
+                undecodable += 1;
+                return Ok(());
+            };
+            if !filter.contains(record.ts_us) || filter.drone.is_some_and(|only| only != record.drone_id) {
+                return Ok(());
+            }
+            batch.push(record);
+            if batch.len() >= batch_rows {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_rows));
+                sender.blocking_send(full).map_err(|_| Error::Fatal("the row writer stopped".into()))?;
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            sender.blocking_send(batch).map_err(|_| Error::Fatal("the row writer stopped".into()))?;
+        }
+        Ok((messages, undecodable))
+    });
+    Ok((receiver, reader))
 }
 
 /// One batch through a staging table: the missing rows inserted and tagged with their flight;

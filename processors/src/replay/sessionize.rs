@@ -33,7 +33,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{plan, read_slices, replay_consumer, wait_for_store, PartitionSlice, ReplayConfig, TS_TOLERANCE_US};
+use super::{
+    plan, read_slices, replay_consumer, share_out, wait_for_store, PartitionSlice, ReplayConfig, TS_TOLERANCE_US,
+};
 use crate::analytics::Analytics;
 use crate::offsets::OffsetKey;
 use crate::sessionizer::machine::{rule_to_json, ClosedFlight, FlightRule, Sessionizer};
@@ -112,6 +114,14 @@ impl Recut {
             })
             .collect();
         Recut { rule, history_from_us, drone, partitions, closed: Vec::new(), messages: 0, undecodable: 0 }
+    }
+
+    /// Takes in what another reader cut from other partitions.
+    pub fn absorb(&mut self, other: Recut) {
+        self.partitions.extend(other.partitions);
+        self.closed.extend(other.closed);
+        self.messages += other.messages;
+        self.undecodable += other.undecodable;
     }
 
     /// Feeds one message of the slice (log order per partition).
@@ -368,7 +378,8 @@ pub async fn run(pool: &PgPool, config: &ReplayConfig, rule: FlightRule) -> Resu
     .await?;
     let mut history_from_us =
         config.from_us.min(earliest_stored.map_or(i64::MAX, |t| t.timestamp_micros())).saturating_sub(window_us);
-    let mut consumer = Some(replay_consumer(&config.kafka)?);
+    let mut consumers =
+        (0..config.readers.max(1)).map(|_| replay_consumer(&config.kafka)).collect::<Result<Vec<_>>>()?;
     let mut messages = 0;
     let mut undecodable = 0;
     let mut reads = 0;
@@ -380,23 +391,44 @@ pub async fn run(pool: &PgPool, config: &ReplayConfig, rule: FlightRule) -> Resu
         let topic = config.telemetry_topic.clone();
         let progress = config.progress.clone();
         let drone = config.drone;
-        let taken = consumer.take().expect("the consumer is back after every read");
+        let taken = std::mem::take(&mut consumers);
         let (returned, outcome) = tokio::task::spawn_blocking(move || {
             let outcome = (|| {
-                let slices = plan(&taken, &topic, from_message_ms)?;
+                let slices = plan(&taken[0], &topic, from_message_ms)?;
                 progress.total.fetch_add(slices.iter().map(PartitionSlice::len).sum(), Ordering::Relaxed);
-                let mut recut = Recut::new(rule, history_from_us, &slices, drone);
-                read_slices(&taken, &topic, &slices, &progress, |partition, offset, payload| {
-                    recut.feed_payload(partition, offset, payload);
-                    Ok(())
+                // Partitions are independent machines: each reader cuts its own, then they merge.
+                let cuts = std::thread::scope(|scope| {
+                    let readers: Vec<_> = share_out(&slices, taken.len())
+                        .into_iter()
+                        .zip(&taken)
+                        .map(|(share, consumer)| {
+                            let (topic, progress) = (&topic, &progress);
+                            scope.spawn(move || {
+                                let mut recut = Recut::new(rule, history_from_us, &share, drone);
+                                read_slices(consumer, topic, &share, progress, |partition, offset, payload| {
+                                    recut.feed_payload(partition, offset, payload);
+                                    Ok(())
+                                })?;
+                                Ok::<_, Error>(recut)
+                            })
+                        })
+                        .collect();
+                    readers
+                        .into_iter()
+                        .map(|reader| reader.join().map_err(|_| Error::Fatal("replay reader panicked".into()))?)
+                        .collect::<Result<Vec<_>>>()
                 })?;
+                let mut recut = Recut::new(rule, history_from_us, &[], drone);
+                for cut in cuts {
+                    recut.absorb(cut);
+                }
                 Ok::<_, Error>((slices, recut))
             })();
             (taken, outcome)
         })
         .await
         .map_err(|e| Error::Fatal(format!("replay reader panicked: {e}")))?;
-        consumer = Some(returned);
+        consumers = returned;
         let (slices, recut) = outcome?;
         messages += recut.messages;
         undecodable += recut.undecodable;

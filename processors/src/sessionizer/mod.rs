@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::{FlightClosed, FlightEvent, TelemetryHead};
 use serde::{Deserialize, Serialize};
@@ -125,8 +126,15 @@ impl SessionizerProcessor {
         Ok(PartitionState { last_read: Some(Instant::now()), ..state })
     }
 
-    /// Appends the flights, then snapshots the states, then adopts them.
-    async fn commit(&mut self, states: BTreeMap<i32, PartitionState>, closed: Vec<ClosedFlight>) -> Result<()> {
+    /// Appends the flights, then snapshots the states, then adopts them. `contexts` holds the
+    /// `traceparent` of the packet that closed a flight (by flight id), which its `FlightClosed`
+    /// carries on so analytics continues that packet's trace (empty when tracing is off).
+    async fn commit(
+        &mut self,
+        states: BTreeMap<i32, PartitionState>,
+        closed: Vec<ClosedFlight>,
+        contexts: &HashMap<Uuid, String>,
+    ) -> Result<()> {
         let rule = self.rule;
         let sends = closed.iter().map(|flight| {
             let event = FlightEvent::Closed(FlightClosed {
@@ -143,11 +151,16 @@ impl SessionizerProcessor {
             let key = flight.drone_id.to_string();
             let producer = self.producer.clone();
             let topic = self.flights_topic.clone();
+            let traceparent = flight_context(flight, contexts);
             async move {
-                producer
-                    .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
-                    .await
-                    .map_err(|(error, _)| Error::Kafka(error))
+                let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
+                if let Some(value) = &traceparent {
+                    record = record.headers(
+                        OwnedHeaders::new_with_capacity(1)
+                            .insert(Header { key: telemetry::context::HEADER, value: Some(value.as_str()) }),
+                    );
+                }
+                producer.send(record, Duration::from_secs(30)).await.map_err(|(error, _)| Error::Kafka(error))
             }
         });
         try_join_all(sends).await?;
@@ -192,6 +205,7 @@ impl SessionizerProcessor {
             states.insert(*partition, self.state(*partition).await?);
         }
         let mut closed = Vec::new();
+        let mut contexts = HashMap::new();
         let now = Instant::now();
         for message in &batch.messages {
             let state = states.get_mut(&message.partition).expect("state of every batch partition");
@@ -202,6 +216,7 @@ impl SessionizerProcessor {
             state.last_seen_us.insert(record.drone_id, record.received_at_us);
             state.newest_received_us = state.newest_received_us.max(record.received_at_us);
             state.last_read = Some(now);
+            let closed_before = closed.len();
             closed.extend(state.machine.on_packet(
                 record.drone_id,
                 record.ts_us,
@@ -209,12 +224,19 @@ impl SessionizerProcessor {
                 message.partition,
                 message.offset,
             ));
+            if telemetry::enabled() {
+                if let Some(traceparent) = &message.traceparent {
+                    for flight in &closed[closed_before..] {
+                        contexts.insert(flight.flight_id, traceparent.clone());
+                    }
+                }
+            }
         }
         for (partition, next) in &batch.next_offsets {
             let state = states.get_mut(partition).expect("state of every batch partition");
             state.next_offset = state.next_offset.max(*next);
         }
-        self.commit(states, closed).await
+        self.commit(states, closed, &contexts).await
     }
 
     /// The silent-drone rule.
@@ -236,8 +258,27 @@ impl SessionizerProcessor {
         if states.is_empty() {
             return Ok(());
         }
-        self.commit(states, closed).await
+        // No packet closed these: their analytics start a trace of their own.
+        self.commit(states, closed, &HashMap::new()).await
     }
+}
+
+/// The context a flight's `FlightClosed` carries: a `sessionizer.flight_closed` span in the
+/// closing packet's trace (so the trace shows the close), or none when tracing is off.
+fn flight_context(flight: &ClosedFlight, contexts: &HashMap<Uuid, String>) -> Option<String> {
+    if !telemetry::enabled() {
+        return None;
+    }
+    let span = tracing::info_span!(
+        "sessionizer.flight_closed",
+        flight_id = %flight.flight_id,
+        drone_id = %flight.drone_id,
+        packets = flight.packet_count,
+        messaging.kafka.partition = flight.partition,
+        flightline.last_offset = flight.last_offset,
+    );
+    telemetry::context::set_parent(&span, contexts.get(&flight.flight_id).map(String::as_str));
+    telemetry::context::traceparent_of(&span)
 }
 
 impl Processor for SessionizerProcessor {

@@ -484,6 +484,7 @@ pub async fn recompute(
     State(state): State<QueryState>,
     user: AuthUser,
     ApiPath(flight_id): ApiPath<Uuid>,
+    headers: axum::http::HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<(StatusCode, Json<RecomputeAccepted>)> {
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
@@ -502,11 +503,27 @@ pub async fn recompute(
     let event = FlightEvent::RecomputeRequested(RecomputeRequested { flight_id, drone_id, requested_at_us, reason });
     let payload = schemas::encode_flight_event(&event);
     let key = drone_id.to_string();
-    let record = FutureRecord::to(&state.flights_topic).key(&key).payload(&payload);
+    // The recompute continues the request's trace: analytics picks the context up from the event.
+    let span = tracing::info_span!("query.recompute", otel.kind = "producer", %flight_id);
+    telemetry::context::set_parent(
+        &span,
+        headers.get(telemetry::context::HEADER).and_then(|value| value.to_str().ok()),
+    );
+    let traceparent = telemetry::context::traceparent_of(&span);
+    let mut record = FutureRecord::to(&state.flights_topic).key(&key).payload(&payload);
+    if let Some(value) = &traceparent {
+        record = record.headers(
+            rdkafka::message::OwnedHeaders::new_with_capacity(1)
+                .insert(rdkafka::message::Header { key: telemetry::context::HEADER, value: Some(value.as_str()) }),
+        );
+    }
     let unavailable = ApiError::Unavailable { what: "the recompute request", retry_after_s: 5 };
-    let delivery = tokio::time::timeout(
-        state.kafka_ack_timeout + Duration::from_secs(1),
-        state.producer.send(record, Timeout::After(state.kafka_ack_timeout)),
+    let delivery = tracing::Instrument::instrument(
+        tokio::time::timeout(
+            state.kafka_ack_timeout + Duration::from_secs(1),
+            state.producer.send(record, Timeout::After(state.kafka_ack_timeout)),
+        ),
+        span,
     )
     .await;
     match delivery {
