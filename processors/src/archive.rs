@@ -282,6 +282,51 @@ impl ArchiveRow {
     }
 }
 
+/// The columns analytics reads: a [`FlightRow`](crate::analytics::metrics::FlightRow), no more
+/// (no `extra` to carry and parse, no `received_at`).
+#[derive(Debug, Clone, DeserializeRow)]
+struct FlightArchiveRow {
+    ts_us: i64,
+    throttle: f64,
+    voltage: Option<f64>,
+    current: Option<f64>,
+    mah_drawn: Option<i64>,
+    x: Option<f64>,
+    y: Option<f64>,
+    z: Option<f64>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    alt_m: Option<f64>,
+    vx: Option<f64>,
+    vy: Option<f64>,
+    vz: Option<f64>,
+    roll: Option<f64>,
+    pitch: Option<f64>,
+    yaw: Option<f64>,
+}
+
+/// The columns in [`FlightArchiveRow`]'s order.
+const FLIGHT_COLUMNS: &str =
+    "ts_us, throttle, voltage, current, mah_drawn, x, y, z, lat, lon, alt_m, vx, vy, vz, roll, pitch, yaw";
+
+impl FlightArchiveRow {
+    /// As [`flight_rows`] makes it of the whole record: a group is present when all its columns are.
+    fn into_flight_row(self) -> crate::analytics::metrics::FlightRow {
+        let all = |a: Option<f64>, b: Option<f64>, c: Option<f64>| Some([a?, b?, c?]);
+        crate::analytics::metrics::FlightRow {
+            ts_us: self.ts_us,
+            throttle: self.throttle,
+            voltage: self.voltage,
+            current: self.current,
+            mah_drawn: self.mah_drawn,
+            position: all(self.x, self.y, self.z),
+            gps: all(self.lat, self.lon, self.alt_m),
+            velocity: all(self.vx, self.vy, self.vz),
+            attitude: all(self.roll, self.pitch, self.yaw),
+        }
+    }
+}
+
 /// The `extra` column back into values: the JSON types [`ExtraValue`] serialises to (an integer
 /// that fits an `i64` is `Int`, every other number `Float`).
 fn extra_values(json: &str) -> Result<BTreeMap<String, ExtraValue>> {
@@ -310,6 +355,7 @@ pub struct ArchiveTable {
     session: Arc<Session>,
     insert: PreparedStatement,
     select: PreparedStatement,
+    select_flight: PreparedStatement,
     concurrency: usize,
 }
 
@@ -339,7 +385,14 @@ impl ArchiveTable {
         select.set_consistency(config.consistency);
         select.set_is_idempotent(true);
         select.set_page_size(10_000);
-        Ok(Self { session, insert, select, concurrency: config.concurrency.max(1) })
+        let mut select_flight = prepare(format!(
+            "SELECT {FLIGHT_COLUMNS} FROM {keyspace}.{TABLE} WHERE drone_id = ? AND day = ? AND ts_us >= ? AND ts_us <= ?"
+        ))
+        .await?;
+        select_flight.set_consistency(config.consistency);
+        select_flight.set_is_idempotent(true);
+        select_flight.set_page_size(10_000);
+        Ok(Self { session, insert, select, select_flight, concurrency: config.concurrency.max(1) })
     }
 
     /// Writes the records; returns once every row is acknowledged at the configured level.
@@ -394,6 +447,36 @@ impl ArchiveTable {
     /// [`READ_SLICES`] slices of time per day partition, in parallel (pages of one query come one
     /// after another), and put back together in order.
     pub async fn read(&self, drone_id: Uuid, from_us: i64, to_us: i64) -> Result<Vec<TelemetryRecord>> {
+        let rows: Vec<ArchiveRow> = self.read_rows(&self.select, drone_id, from_us, to_us).await?;
+        rows.into_iter().map(ArchiveRow::into_record).collect()
+    }
+
+    /// What [`flight_rows`] makes of [`ArchiveTable::read`], reading only the columns analytics
+    /// uses.
+    pub async fn read_flight_rows(
+        &self,
+        drone_id: Uuid,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<crate::analytics::metrics::FlightRows> {
+        let rows: Vec<FlightArchiveRow> = self.read_rows(&self.select_flight, drone_id, from_us, to_us).await?;
+        let mut flight = crate::analytics::metrics::FlightRows::with_capacity(rows.len());
+        for row in rows {
+            flight.push(row.into_flight_row());
+        }
+        Ok(flight)
+    }
+
+    async fn read_rows<R>(
+        &self,
+        statement: &PreparedStatement,
+        drone_id: Uuid,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<R>>
+    where
+        R: for<'frame, 'metadata> scylla::deserialize::row::DeserializeRow<'frame, 'metadata> + Send,
+    {
         if from_us > to_us {
             return Ok(Vec::new());
         }
@@ -410,23 +493,32 @@ impl ArchiveTable {
             }
         }
         let parts = futures::future::try_join_all(
-            slices.into_iter().map(|(day, lo, hi)| self.read_slice(drone_id, day, lo, hi)),
+            slices.into_iter().map(|(day, lo, hi)| self.read_slice::<R>(statement, drone_id, day, lo, hi)),
         )
         .await?;
         Ok(parts.into_iter().flatten().collect())
     }
 
-    async fn read_slice(&self, drone_id: Uuid, day: CqlDate, from_us: i64, to_us: i64) -> Result<Vec<TelemetryRecord>> {
+    async fn read_slice<R>(
+        &self,
+        statement: &PreparedStatement,
+        drone_id: Uuid,
+        day: CqlDate,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<R>>
+    where
+        R: for<'frame, 'metadata> scylla::deserialize::row::DeserializeRow<'frame, 'metadata> + Send,
+    {
         let pager = self
             .session
-            .execute_iter(self.select.clone(), (drone_id, day, from_us, to_us))
+            .execute_iter(statement.clone(), (drone_id, day, from_us, to_us))
             .await
             .map_err(|error| archive_error("archive read", error))?;
-        let mut rows = pager.rows_stream::<ArchiveRow>().map_err(|error| archive_error("archive read", error))?;
+        let mut rows = pager.rows_stream::<R>().map_err(|error| archive_error("archive read", error))?;
         let mut records = Vec::new();
         while let Some(row) = rows.next().await {
-            let row = row.map_err(|error| archive_error("archive read", error))?;
-            records.push(row.into_record()?);
+            records.push(row.map_err(|error| archive_error("archive read", error))?);
         }
         Ok(records)
     }
@@ -489,16 +581,18 @@ impl LazyArchive {
         }
         // Boxed: the driver's future types are deep enough to overflow the compiler's `Send`
         // check when nested in the analytics runner inside `flightline all`.
-        let read: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<TelemetryRecord>>> + Send + '_>> =
-            Box::pin(async move {
-                self.table().await?.read(drone_id, start.timestamp_micros(), end.timestamp_micros()).await
-            });
-        let records = read.await?;
-        if records.len() <= stored.len() {
+        type Read<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<crate::analytics::metrics::FlightRows>> + Send + 'a>,
+        >;
+        let read: Read<'_> = Box::pin(async move {
+            self.table().await?.read_flight_rows(drone_id, start.timestamp_micros(), end.timestamp_micros()).await
+        });
+        let archived = read.await?;
+        if archived.len() <= stored.len() {
             return Ok(stored);
         }
-        tracing::info!(%drone_id, postgres = stored.len(), archive = records.len(), "flight rows read from the archive");
-        Ok(flight_rows(&records))
+        tracing::info!(%drone_id, postgres = stored.len(), archive = archived.len(), "flight rows read from the archive");
+        Ok(archived)
     }
 }
 
