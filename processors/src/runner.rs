@@ -412,6 +412,9 @@ const UNASSIGNED_FOR: Duration = Duration::from_secs(20);
 /// client resumes within seconds of a broker's return (or loses its partitions in a rebalance).
 const STALLED_FOR: Duration = Duration::from_secs(15);
 
+/// How long an unassigned consumer that cannot read its group's state waits before a new one.
+const UNANSWERED_FOR: Duration = Duration::from_secs(30);
+
 /// How long a group may stay in a rebalance before its unassigned member gives up on it.
 const REBALANCE_STALLED: Duration = Duration::from_secs(60);
 
@@ -460,8 +463,20 @@ impl Watchdog {
         .await
         .ok()
         .flatten();
-        // A broker that does not answer is an outage, not a lost member: wait for it.
-        let Some(view) = view else { return false };
+        // Unanswered, it is an outage or this client is the one wedged (seen on CI: revoked after
+        // a broker pause, never rejoined, no answer through it either). A new client costs
+        // nothing in an outage (it joins when the broker is back), so after a while try one.
+        let Some(view) = view else {
+            let give_up = since.elapsed() >= UNANSWERED_FOR;
+            if give_up {
+                tracing::warn!(
+                    group = %config.group_id,
+                    unassigned_s = since.elapsed().as_secs(),
+                    "consumer holds no partition and the group cannot be read through it; joining again with a new consumer"
+                );
+            }
+            return give_up;
+        };
         let stuck = view.lost_member(since.elapsed());
         if stuck {
             tracing::warn!(
