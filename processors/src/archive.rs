@@ -378,20 +378,21 @@ impl ArchiveTable {
         let mut insert = prepare(format!("INSERT INTO {keyspace}.{TABLE} ({COLUMNS}) VALUES ({placeholders})")).await?;
         insert.set_consistency(config.consistency);
         insert.set_is_idempotent(true);
-        let mut select = prepare(format!(
-            "SELECT {COLUMNS} FROM {keyspace}.{TABLE} WHERE drone_id = ? AND day = ? AND ts_us >= ? AND ts_us <= ?"
-        ))
-        .await?;
-        select.set_consistency(config.consistency);
-        select.set_is_idempotent(true);
-        select.set_page_size(10_000);
-        let mut select_flight = prepare(format!(
-            "SELECT {FLIGHT_COLUMNS} FROM {keyspace}.{TABLE} WHERE drone_id = ? AND day = ? AND ts_us >= ? AND ts_us <= ?"
-        ))
-        .await?;
-        select_flight.set_consistency(config.consistency);
-        select_flight.set_is_idempotent(true);
-        select_flight.set_page_size(10_000);
+        // One drone-day's time range, paged, of the given columns.
+        let range_select = |columns: &str| {
+            let statement = prepare(format!(
+                "SELECT {columns} FROM {keyspace}.{TABLE} WHERE drone_id = ? AND day = ? AND ts_us >= ? AND ts_us <= ?"
+            ));
+            async move {
+                let mut statement = statement.await?;
+                statement.set_consistency(config.consistency);
+                statement.set_is_idempotent(true);
+                statement.set_page_size(10_000);
+                Ok::<_, Error>(statement)
+            }
+        };
+        let select = range_select(COLUMNS).await?;
+        let select_flight = range_select(FLIGHT_COLUMNS).await?;
         Ok(Self { session, insert, select, select_flight, concurrency: config.concurrency.max(1) })
     }
 
