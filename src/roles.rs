@@ -194,10 +194,16 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
             flights_topic: settings.kafka_name(processors::topics::FLIGHTS),
             ..query::QuerySettings::default()
         };
-        let state = query::QueryState::new(query_settings, pool.clone(), client, &kafka)
+        let mut state = query::QueryState::new(query_settings, pool.clone(), client, &kafka)
             .await
             .context("starting the query role (is Redis up? try `make stack-up`)")?
             .with_shutdown(shutdown.clone());
+        if let Some(archive) = settings.archive()? {
+            // Connected on first use: the query role starts (and serves every flight PostgreSQL
+            // still holds) while the archive is down.
+            let archive = QueryArchive(processors::archive::LazyArchive::new(archive));
+            state = state.with_archive(std::sync::Arc::new(archive));
+        }
         redis = Some(state.redis.clone());
         app = app.merge(query::router(state));
     }
@@ -219,6 +225,18 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
         tokio::task::spawn_blocking(move || publisher.flush(Duration::from_secs(10))).await?;
     }
     Ok(())
+}
+
+/// The archive as flight detail and CSV read it past PostgreSQL's retention.
+struct QueryArchive(processors::archive::LazyArchive);
+
+impl query::archive::RawArchive for QueryArchive {
+    fn read(&self, drone_id: uuid::Uuid, from_us: i64, to_us: i64) -> query::archive::ReadFuture<'_> {
+        Box::pin(async move {
+            let read = async { self.0.table().await?.read(drone_id, from_us, to_us).await };
+            read.await.map_err(|error| query::archive::ArchiveError(error.to_string()))
+        })
+    }
 }
 
 /// `flightline process <group>`.

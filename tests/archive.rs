@@ -520,3 +520,302 @@ async fn a_flight_past_postgres_retention_is_recomputed_from_the_archive_with_th
     deployment.cleanup().await;
     archive.drop().await;
 }
+
+/// [`flight_packets`] with the fields the raw endpoints render every way: `extra` on every third
+/// packet, with numbers `jsonb` prints otherwise than JSON does (`1e16`, `1.5e-7`, `-0.0`), and
+/// no `current` on every seventh (the downsampling then ranks it by throttle).
+fn rich_flight_packets(start_ms: i64, seconds: i64) -> Vec<Value> {
+    let mut sent = flight_packets(start_ms, seconds);
+    for (i, packet) in sent.iter_mut().enumerate() {
+        let fields = packet.as_object_mut().expect("an object");
+        if i % 3 == 0 {
+            fields.insert(
+                "extra".into(),
+                json!({
+                    "mode": "loiter", "note": "a \"quoted\", comma", "sats": 14 + (i % 5) as i64, "armed": i % 2 == 0,
+                    "big": 1e16, "tiny": 1.5e-7, "neg_zero": -0.0, "whole": 12.0, "ratio": i as f64 / 7.0
+                }),
+            );
+        }
+        if i % 7 == 0 {
+            fields.remove("current");
+        }
+    }
+    sent
+}
+
+/// The URL of the deployment's database, for another process on it.
+fn database_url_of(pool: &sqlx::PgPool) -> String {
+    let name = pool.connect_options().get_database().expect("a database name").to_owned();
+    let admin = testkit::env::database_url();
+    let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A `flightline all` with an archive, one flight three days ago (a day the retention of one day
+/// drops) and one an hour ago (kept), both analysed and archived.
+struct RetainedFlights {
+    archive: TestArchive,
+    deployment: Deployment,
+    child: tokio::process::Child,
+    user: testkit::User,
+    /// Drone, flight and first packet's time of the flight whose day is dropped …
+    old: (Uuid, Uuid, i64),
+    /// … and of the flight whose day is kept.
+    recent: (Uuid, Uuid, i64),
+    day: chrono::NaiveDate,
+}
+
+impl RetainedFlights {
+    async fn start() -> Self {
+        let archive = TestArchive::connect(TestArchive::config()).await;
+        let deployment = Deployment::new().await;
+        let day = (chrono::Utc::now() - chrono::Duration::days(3)).date_naive();
+        sqlx::query("SELECT flightline_ensure_partitions($1, 1)").bind(day).execute(&deployment.pool).await.unwrap();
+        let env = archive.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let child = deployment.start_with(&env).await;
+        let user = deployment.api.user().await;
+        let mut flights = Vec::new();
+        let old_start_ms = day.and_hms_opt(10, 0, 0).unwrap().and_utc().timestamp_millis();
+        for (name, start_ms) in [("dropped-day", old_start_ms), ("kept-day", testkit::past_ms())] {
+            let (drone, key) = deployment.api.drone(&user, name).await;
+            let sent = rich_flight_packets(start_ms, 60);
+            post_all(&deployment.api, &key, &sent).await;
+            // A later packet, so the sessionizer's event time passes the idle window.
+            post_all(&deployment.api, &key, &[packet(start_ms + 50 * sent.len() as i64 + 30_000, 0)]).await;
+            let (from_us, to_us) = (start_ms * 1000, (start_ms + 3_600_000) * 1000);
+            archive.wait_for(&[drone], from_us, to_us, sent.len() as i64 + 1, WAIT).await;
+            flights.push((drone, start_ms));
+        }
+        let mut ids = Vec::new();
+        for (drone, _) in &flights {
+            ids.push(analysed_flight(&deployment.pool, *drone).await.0);
+        }
+        Self {
+            archive,
+            deployment,
+            child,
+            user,
+            old: (flights[0].0, ids[0], flights[0].1),
+            recent: (flights[1].0, ids[1], flights[1].1),
+            day,
+        }
+    }
+
+    /// Drops the old flight's day from `telemetry_raw` (the store's retention of one day).
+    async fn drop_old_day(&self) {
+        let dropped = processors::store::drop_expired_partitions(&self.deployment.pool, 1).await.unwrap();
+        assert!(dropped.contains(&format!("telemetry_raw_{}", self.day.format("%Y%m%d"))), "{dropped:?}");
+        assert_eq!(postgres_count(&self.deployment.pool, self.old.0).await, 0, "the old flight's rows are gone");
+        assert!(postgres_count(&self.deployment.pool, self.recent.0).await > 0, "the recent flight's rows are kept");
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+        self.deployment.cleanup().await;
+        self.archive.drop().await;
+    }
+}
+
+async fn postgres_count(pool: &sqlx::PgPool, drone: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE drone_id = $1")
+        .bind(drone)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The drone's one flight once analysed: id, metrics, status, last update.
+async fn analysed_flight(pool: &sqlx::PgPool, drone: Uuid) -> (Uuid, Value, chrono::DateTime<chrono::Utc>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let row: Option<(Uuid, Value, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT id, computed_metrics, updated_at FROM flights WHERE drone_id = $1 AND analytics_status = 'done'",
+        )
+        .bind(drone)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the flight of {drone} was not analysed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The raw-point responses of a flight: CSV, and detail with the points whole, downsampled to 100
+/// and to 2.
+fn raw_paths(flight: Uuid) -> Vec<String> {
+    vec![
+        format!("/v1/flights/{flight}/telemetry.csv"),
+        format!("/v1/flights/{flight}?include=telemetry"),
+        format!("/v1/flights/{flight}?include=telemetry&max_points=100"),
+        format!("/v1/flights/{flight}?include=telemetry&max_points=2"),
+    ]
+}
+
+/// Status, content type and the whole body.
+async fn fetch(api: &testkit::Api, path: &str, token: &str) -> (StatusCode, String, String) {
+    let response = api.get(path, token).await;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.expect("a whole body"))
+}
+
+/// `flightline query` on the deployment's database with `archive_nodes` = `nodes`, ready.
+async fn spawn_query(
+    deployment: &Deployment,
+    archive: &TestArchive,
+    nodes: &str,
+) -> (tokio::process::Child, testkit::Api) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let api = testkit::Api::new(format!("http://{addr}"));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
+        .arg("query")
+        .env("DATABASE_URL", database_url_of(&deployment.pool))
+        .env("FLIGHTLINE_HTTP_ADDR", &addr)
+        .env("FLIGHTLINE_TOPIC_PREFIX", &deployment.prefix)
+        .env("FLIGHTLINE_ARCHIVE_NODES", nodes)
+        .env("FLIGHTLINE_ARCHIVE_KEYSPACE", &archive.config.keyspace)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn flightline query");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = api.http.get(api.at("/readyz")).send().await {
+            if response.status() == 200 {
+                return (child, api);
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "flightline query exited during start-up");
+        assert!(tokio::time::Instant::now() < deadline, "flightline query not ready after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_points_of_a_flight_past_postgres_retention_are_served_from_the_archive_byte_for_byte() {
+    let _node = NODE.read().await;
+    let mut flights = RetainedFlights::start().await;
+    let (api, token) = (&flights.deployment.api, flights.user.token.clone());
+    let (old_flight, recent_flight) = (flights.old.1, flights.recent.1);
+    let mut before = Vec::new();
+    for flight in [old_flight, recent_flight] {
+        for path in raw_paths(flight) {
+            let response = fetch(api, &path, &token).await;
+            assert_eq!(response.0, StatusCode::OK, "{path}: {}", response.2);
+            before.push((path, response));
+        }
+    }
+    // The CSV has every row; the points are whole, then downsampled to at most 100 and to 2.
+    let packets = rich_flight_packets(flights.old.2, 60).len();
+    let bodies: Vec<&str> = before.iter().map(|(_, (_, _, body))| body.as_str()).collect();
+    let csv_lines = bodies[0].lines().count();
+    assert!(csv_lines > 1000 && csv_lines <= packets + 1, "{csv_lines} CSV lines");
+    let points = |body: &str| serde_json::from_str::<Value>(body).unwrap()["telemetry"].as_array().unwrap().len();
+    assert_eq!(points(bodies[1]), csv_lines - 1);
+    assert!((50..=100).contains(&points(bodies[2])), "{}", points(bodies[2]));
+    assert_eq!(points(bodies[3]), 2);
+    assert!(bodies[0].contains(r#"""big"":10000000000000000"#), "extra as jsonb prints it");
+
+    // One packet more in the archive than in PostgreSQL inside the kept flight: served from
+    // PostgreSQL (which holds all of its packet_count), the answers must not show it.
+    let (recent_drone, recent_start_ms) = (flights.recent.0, flights.recent.2);
+    let extra_packet = testkit::full_packet(recent_start_ms + 25);
+    let record = testkit::record_of(recent_drone, &extra_packet);
+    flights.archive.table().await.write(std::iter::once(&record)).await.unwrap();
+
+    flights.drop_old_day().await;
+    for (path, expected) in &before {
+        let response = fetch(api, path, &token).await;
+        assert_eq!(response.0, StatusCode::OK, "{path}: {}", response.2);
+        assert_eq!(response.1, expected.1, "{path}: content type");
+        assert!(response.2 == expected.2, "{path}: the body differs from the one before the drop");
+    }
+
+    // With the archive unreachable, the flight PostgreSQL no longer holds is a 503 (not a short
+    // 200); the flight it holds is served as before, and the detail without points needs no archive.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mut query, unreachable) =
+        spawn_query(&flights.deployment, &flights.archive, &format!("127.0.0.1:{closed}")).await;
+    for path in &raw_paths(old_flight)[..2] {
+        let body =
+            testkit::expect_error(unreachable.get(path, &token).await, StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                .await;
+        assert!(body["message"].as_str().unwrap().contains("archive"), "{body}");
+    }
+    let response = unreachable.get(&format!("/v1/flights/{old_flight}"), &token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for (path, expected) in before.iter().filter(|(path, _)| path.contains(&recent_flight.to_string())) {
+        let response = fetch(&unreachable, path, &token).await;
+        assert_eq!(response.0, StatusCode::OK, "{path}: {}", response.2);
+        assert!(response.2 == expected.2, "{path}: the body differs with the archive down");
+    }
+    query.kill().await.unwrap();
+    flights.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_analytics_after_a_dropped_day_reads_the_archive_and_gives_the_same_metrics() {
+    let _node = NODE.read().await;
+    let flights = RetainedFlights::start().await;
+    let (drone, flight_id, start_ms) = flights.old;
+    let (_, metrics, _) = analysed_flight(&flights.deployment.pool, drone).await;
+    flights.drop_old_day().await;
+    let replay = |with_archive: bool| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"));
+        command
+            .args(["replay", "--group", "analytics", "--from", &start_ms.to_string(), "--drone", &drone.to_string()])
+            .env("DATABASE_URL", database_url_of(&flights.deployment.pool))
+            .env("FLIGHTLINE_TOPIC_PREFIX", &flights.deployment.prefix)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null());
+        if with_archive {
+            command.envs(flights.archive.env());
+        } else {
+            command.env("FLIGHTLINE_ARCHIVE_NODES", "");
+        }
+        async move {
+            let output = command.output().await.expect("flightline replay");
+            assert!(output.status.success(), "replay failed");
+            serde_json::from_slice::<Value>(&output.stdout).expect("a JSON summary")
+        }
+    };
+    let state = || async {
+        let row: (String, Option<Value>) =
+            sqlx::query_as("SELECT analytics_status, computed_metrics FROM flights WHERE id = $1")
+                .bind(flight_id)
+                .fetch_one(&flights.deployment.pool)
+                .await
+                .unwrap();
+        row
+    };
+    // Without the archive the flight has no rows left: its analysis fails.
+    let summary = replay(false).await;
+    assert_eq!((summary["flights"].as_u64(), summary["flights_failed"].as_u64()), (Some(1), Some(1)), "{summary}");
+    assert_eq!(state().await.0, "failed");
+    // With it, the replay reads the archive and computes what PostgreSQL's rows gave.
+    let summary = replay(true).await;
+    assert_eq!(
+        (summary["flights_recomputed"].as_u64(), summary["flights_failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{summary}"
+    );
+    let (status, recomputed) = state().await;
+    assert_eq!(status, "done");
+    assert_eq!(recomputed, Some(metrics), "metrics recomputed from the archive differ");
+    flights.stop().await;
+}

@@ -43,6 +43,10 @@ pub enum ApiError {
     TooManyLogins { retry_after_s: u64 },
     #[error("{what} cannot be done right now; retry after {retry_after_s} s")]
     Unavailable { what: &'static str, retry_after_s: u64 },
+    /// PostgreSQL no longer holds all of a flight's raw points and the archive that does cannot
+    /// be read: answering with what PostgreSQL has would pass a partial flight off as whole.
+    #[error("the archive holding this flight's raw telemetry is unreachable; retry after {retry_after_s} s")]
+    ArchiveUnavailable { retry_after_s: u64 },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -67,7 +71,9 @@ impl ApiError {
             ApiError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             ApiError::SignupDisabled => (StatusCode::FORBIDDEN, "signup_disabled"),
             ApiError::TooManyLogins { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Unavailable { .. } | ApiError::ArchiveUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -95,7 +101,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Unavailable { retry_after_s, .. } | ApiError::TooManyLogins { retry_after_s } => {
+            ApiError::Unavailable { retry_after_s, .. }
+            | ApiError::ArchiveUnavailable { retry_after_s }
+            | ApiError::TooManyLogins { retry_after_s } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
             ApiError::Unauthorized => {

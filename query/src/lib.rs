@@ -10,7 +10,8 @@
 //! (creating one shows its API key once; ingest resolves that key), read the live state the live
 //! processor keeps in Redis, follow it as Server-Sent Events fed by Redis pub/sub, page through
 //! flights the sessionizer closed and the analytics group measured, export a flight's raw rows as
-//! CSV streamed from PostgreSQL, and ask for a flight's analytics to be recomputed, which is an
+//! CSV streamed from PostgreSQL (or read from the [`archive`] once PostgreSQL's retention dropped
+//! them), and ask for a flight's analytics to be recomputed, which is an
 //! event on `flights.v1` like any other. The query role never writes telemetry or flights: every
 //! change to history goes through the log.
 //!
@@ -21,6 +22,7 @@
 //! `/metrics`, served once by the binary for all roles) and [`openapi`] their OpenAPI 3.1
 //! document.
 
+pub mod archive;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -105,6 +107,9 @@ pub struct QueryState {
     /// Cancelled when the process drains: SSE streams then end, so they do not hold the
     /// server's graceful shutdown open.
     pub shutdown: CancellationToken,
+    /// Where a flight's raw points are read once PostgreSQL no longer holds all of them; `None`
+    /// without an archive (`archive_nodes` empty).
+    pub archive: Option<Arc<dyn archive::RawArchive>>,
 }
 
 impl QueryState {
@@ -136,12 +141,18 @@ impl QueryState {
                 100_000,
             )),
             shutdown: CancellationToken::new(),
+            archive: None,
         })
     }
 
     /// Ends SSE streams when `shutdown` is cancelled.
     pub fn with_shutdown(self, shutdown: CancellationToken) -> Self {
         Self { shutdown, ..self }
+    }
+
+    /// Flight detail and CSV read from `archive` the raw points PostgreSQL no longer holds.
+    pub fn with_archive(self, archive: Arc<dyn archive::RawArchive>) -> Self {
+        Self { archive: Some(archive), ..self }
     }
 }
 

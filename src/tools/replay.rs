@@ -103,9 +103,15 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> anyhow::Res
         let progress = progress.clone();
         move || report_progress(name, &progress)
     });
+    // Flights past PostgreSQL's retention are analysed from the archive, as the analytics group
+    // does (connected on first use: a replay of flights PostgreSQL holds does not need it up).
+    // Read only for the groups that analyse: a store replay does not fail on an archive setting.
+    let archive = || settings.archive().map(|archive| archive.map(processors::archive::LazyArchive::new));
     let summary = match options.group {
-        ReplayGroup::Sessionizer => replay::sessionize::run(&pool, &config, rule).await.map(serde_json::to_value),
-        ReplayGroup::Analytics => replay::recompute::run(&pool, &config).await.map(serde_json::to_value),
+        ReplayGroup::Sessionizer => {
+            replay::sessionize::run_with_archive(&pool, &config, rule, archive()?).await.map(serde_json::to_value)
+        }
+        ReplayGroup::Analytics => replay::recompute::run(&pool, &config, archive()?).await.map(serde_json::to_value),
         ReplayGroup::Archive => replay_archive(settings, &config).await.map(serde_json::to_value),
         _ => replay::restore::run(&pool, &config).await.map(serde_json::to_value),
     };

@@ -6,7 +6,8 @@
 //! the sessionizer replays left active, while the topic also holds the `FlightClosed` of flights a
 //! replay has since retired. Each flight waits for the store watermark like the analytics group
 //! and goes through the same idempotent [`Analytics::analyse`], so running beside the live group
-//! (or twice) computes the same document.
+//! (or twice) computes the same document. With an archive, a flight whose rows PostgreSQL's
+//! retention dropped is computed from the archive, as the analytics group does.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use super::sessionize::format_us;
 use super::{wait_for_store, ReplayConfig};
 use crate::analytics::metrics::ANALYTICS_VERSION;
 use crate::analytics::Analytics;
+use crate::archive::LazyArchive;
 use crate::offsets::OffsetKey;
 use crate::{timestamp, Result};
 
@@ -47,8 +49,9 @@ pub struct RecomputeSummary {
     pub ids: Option<Vec<Uuid>>,
 }
 
-/// Recomputes the flights that start in the range (lists them only with `dry_run`).
-pub async fn run(pool: &PgPool, config: &ReplayConfig) -> Result<RecomputeSummary> {
+/// Recomputes the flights that start in the range (lists them only with `dry_run`), reading a
+/// flight's rows from `archive` when `telemetry_raw` no longer holds all of them.
+pub async fn run(pool: &PgPool, config: &ReplayConfig, archive: Option<LazyArchive>) -> Result<RecomputeSummary> {
     let started = Instant::now();
     let flights: Vec<(Uuid, i32, i64, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, source_partition, last_offset, start_ts FROM flights
@@ -64,7 +67,10 @@ pub async fn run(pool: &PgPool, config: &ReplayConfig) -> Result<RecomputeSummar
     let mut recomputed = 0;
     let mut failed = 0;
     if !config.dry_run {
-        let analytics = Analytics::new(pool.clone(), &config.store_group, &config.telemetry_topic);
+        let mut analytics = Analytics::new(pool.clone(), &config.store_group, &config.telemetry_topic);
+        if let Some(archive) = archive {
+            analytics = analytics.with_archive(archive);
+        }
         let store = OffsetKey::new(&config.store_group, &config.telemetry_topic);
         for (done, (flight_id, partition, last_offset, _)) in flights.iter().enumerate() {
             config.progress.set_phase(format!("recomputing flight {}/{}", done + 1, flights.len()));

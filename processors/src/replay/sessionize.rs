@@ -37,6 +37,7 @@ use super::{
     plan, read_slices, replay_consumer, share_out, wait_for_store, PartitionSlice, ReplayConfig, TS_TOLERANCE_US,
 };
 use crate::analytics::Analytics;
+use crate::archive::LazyArchive;
 use crate::offsets::OffsetKey;
 use crate::sessionizer::machine::{rule_to_json, ClosedFlight, FlightRule, Sessionizer};
 use crate::{timestamp, Error, Result};
@@ -363,6 +364,17 @@ pub struct SessionizeSummary {
 
 /// Re-cuts the range under `rule` and applies the difference (unless `dry_run`).
 pub async fn run(pool: &PgPool, config: &ReplayConfig, rule: FlightRule) -> Result<SessionizeSummary> {
+    run_with_archive(pool, config, rule, None).await
+}
+
+/// [`run`], analysing the new flights from `archive` where `telemetry_raw` no longer holds all
+/// of their rows (as the analytics group does).
+pub async fn run_with_archive(
+    pool: &PgPool,
+    config: &ReplayConfig,
+    rule: FlightRule,
+    archive: Option<LazyArchive>,
+) -> Result<SessionizeSummary> {
     let started = Instant::now();
     let wall_now_us = Utc::now().timestamp_micros();
     let window_us = 2 * rule.idle_window_us.max(rule.gap_us).max(FlightRule::default().gap_us);
@@ -516,7 +528,10 @@ pub async fn run(pool: &PgPool, config: &ReplayConfig, rule: FlightRule) -> Resu
                 apply(pool, change, &rule, &retired_by).await?;
             }
         }
-        let analytics = Analytics::new(pool.clone(), &config.store_group, &config.telemetry_topic);
+        let mut analytics = Analytics::new(pool.clone(), &config.store_group, &config.telemetry_topic);
+        if let Some(archive) = archive {
+            analytics = analytics.with_archive(archive);
+        }
         let store = OffsetKey::new(&config.store_group, &config.telemetry_topic);
         let to_analyse: Vec<(Uuid, i32, i64)> = changes
             .iter()

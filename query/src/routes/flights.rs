@@ -5,6 +5,11 @@
 //! A flight's rows are its drone's rows with start_ts ≤ ts ≤ end_ts (CONTRACT.md §3); they are
 //! selected by time range, not by `telemetry_raw.flight_id`, which the analytics group fills in
 //! only later. Flights a replay retired live in `flights_retired`, which no route reads.
+//!
+//! With an archive configured ([`QueryState::archive`]), a flight whose range PostgreSQL holds
+//! fewer rows of than its `packet_count` (retention dropped its day partitions) is read from the
+//! archive when the archive holds more, and both routes answer from it the same bytes as from
+//! PostgreSQL: the same rows, `extra` as the `jsonb` column gives it back, the same downsampling.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,13 +23,14 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use schemas::{Attitude, ExtraJson, FlightEvent, Gps, PacketJson, RecomputeRequested, Vec3};
+use schemas::{Attitude, ExtraJson, FlightEvent, Gps, PacketJson, RecomputeRequested, TelemetryRecord, Vec3};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::archive::{stored_extra, ArchiveError};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiBytes, ApiPath, ApiQuery};
@@ -40,6 +46,10 @@ const MAX_REASON_CHARS: usize = 500;
 const CSV_CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks buffered between the database reader and a slow client (bounded memory).
 const CSV_CHUNKS_IN_FLIGHT: usize = 4;
+/// Longest a read of a flight from the archive may take before the request is answered 503.
+const ARCHIVE_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// `Retry-After` of a 503 for an unreachable archive.
+const ARCHIVE_RETRY_AFTER_S: u64 = 5;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct FlightSummary {
@@ -230,6 +240,7 @@ pub async fn list(
         (status = 400, description = "unknown include or max_points outside 2–20000", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 404, description = "not a flight of the caller's drones", body = ErrorBody),
+        (status = 503, description = "with include=telemetry: the flight's points are only in the archive, which is unreachable; retry after Retry-After seconds", body = ErrorBody),
     )
 )]
 pub async fn detail(
@@ -254,12 +265,7 @@ pub async fn detail(
         )));
     }
     let (flight, computed_metrics) = owned_flight(&state.pool, user.user_id, flight_id).await?;
-    let telemetry = if with_telemetry {
-        let range = (flight.summary.drone_id, flight.start_time, flight.end_time);
-        Some(downsampled_points(&state.pool, range, max_points).await?)
-    } else {
-        None
-    };
+    let telemetry = if with_telemetry { Some(downsampled_points(&state, &flight, max_points).await?) } else { None };
     Ok(Json(FlightDetail { summary: flight.into_summary(), computed_metrics, telemetry }))
 }
 
@@ -295,6 +301,43 @@ fn triple(a: Option<f64>, b: Option<f64>, c: Option<f64>) -> Option<[f64; 3]> {
 }
 
 impl RawRow {
+    /// The row the store wrote of an archived record: the record's fields in the columns the
+    /// store puts them in, and `extra` as the `jsonb` column gives it back.
+    fn from_record(r: &TelemetryRecord) -> Result<Self, ArchiveError> {
+        let time = |us: i64| {
+            DateTime::from_timestamp_micros(us).ok_or_else(|| {
+                ArchiveError(format!("archived record of {} has a time out of range: {us} µs", r.drone_id))
+            })
+        };
+        Ok(Self {
+            ts: time(r.ts_us)?,
+            received_at: time(r.received_at_us)?,
+            throttle: r.throttle,
+            voltage: r.voltage,
+            current: r.current,
+            mah_drawn: r.mah_drawn,
+            rssi: r.rssi,
+            x: r.position.as_ref().map(|p| p.x),
+            y: r.position.as_ref().map(|p| p.y),
+            z: r.position.as_ref().map(|p| p.z),
+            lat: r.gps.as_ref().map(|g| g.lat),
+            lon: r.gps.as_ref().map(|g| g.lon),
+            alt_m: r.gps.as_ref().map(|g| g.alt_m),
+            vx: r.velocity.as_ref().map(|v| v.x),
+            vy: r.velocity.as_ref().map(|v| v.y),
+            vz: r.velocity.as_ref().map(|v| v.z),
+            roll: r.attitude.as_ref().map(|a| a.roll),
+            pitch: r.attitude.as_ref().map(|a| a.pitch),
+            yaw: r.attitude.as_ref().map(|a| a.yaw),
+            extra: stored_extra(&r.extra),
+        })
+    }
+
+    /// What the downsampling ranks a row by (`COALESCE(current, throttle)` in SQL).
+    fn signal(&self) -> f64 {
+        self.current.unwrap_or(self.throttle)
+    }
+
     /// The packet shape of CONTRACT.md §1 (absent fields omitted), `ts` as the contract formats it:
     /// [`PacketJson`], the live view's JSON without `drone_id` and `received_at`.
     fn to_point(&self) -> Value {
@@ -361,18 +404,69 @@ impl RawRow {
 const CSV_HEADER: &str =
     "ts,received_at,throttle,voltage,current,mah_drawn,rssi,x,y,z,lat,lon,alt_m,vx,vy,vz,roll,pitch,yaw,extra\r\n";
 
-async fn downsampled_points(
-    pool: &PgPool,
-    (drone_id, start, end): (Uuid, DateTime<Utc>, DateTime<Utc>),
-    max_points: i64,
-) -> Result<Vec<Value>> {
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3")
-            .bind(drone_id)
-            .bind(start)
-            .bind(end)
-            .fetch_one(pool)
-            .await?;
+/// The bucket of a row for the downsampling: the flight's range (`$2`–`$3`) cut into `$4` equal
+/// buckets; `width_bucket` puts ts = end into bucket n + 1, LEAST folds it into the last bucket.
+const BUCKET: &str = "LEAST(width_bucket(extract(epoch FROM ts)::float8, extract(epoch FROM $2::timestamptz)::float8, \
+     extract(epoch FROM $3::timestamptz)::float8, $4::int), $4::int)";
+
+/// Per bucket, the rank of a row by lowest and by highest signal (earliest first among equals).
+const EXTREMES: &str = "row_number() OVER (PARTITION BY bucket ORDER BY signal ASC, ts) AS low, \
+     row_number() OVER (PARTITION BY bucket ORDER BY signal DESC, ts) AS high";
+
+/// Rows of the drone's range in `telemetry_raw`.
+async fn stored_count(pool: &PgPool, drone_id: Uuid, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<i64> {
+    let count = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3")
+        .bind(drone_id)
+        .bind(start)
+        .bind(end)
+        .fetch_one(pool)
+        .await?;
+    Ok(count)
+}
+
+/// The flight's rows from the archive, when one is configured, PostgreSQL holds fewer than the
+/// flight's `packet_count` (`stored`) and the archive holds more; `None`: PostgreSQL's rows are
+/// the flight's (the same rule as the analytics' `LazyArchive::complete`).
+///
+/// An archive that cannot be read is a 503, not an answer from PostgreSQL's rows: those are
+/// known to be short of the flight, and a short CSV or point list with a 200 would be taken for
+/// the whole flight. (An archive that answers with no more rows than PostgreSQL is not an error:
+/// PostgreSQL's rows are then the best there is, as for the analytics.)
+async fn archived_rows(state: &QueryState, flight: &FlightRow, stored: i64) -> Result<Option<Vec<RawRow>>> {
+    let Some(archive) = &state.archive else {
+        return Ok(None);
+    };
+    if stored >= flight.summary.packet_count {
+        return Ok(None);
+    }
+    let (drone_id, flight_id) = (flight.summary.drone_id, flight.summary.id);
+    let read = archive.read(drone_id, flight.start_time.timestamp_micros(), flight.end_time.timestamp_micros());
+    let records = match tokio::time::timeout(ARCHIVE_READ_TIMEOUT, read).await {
+        Ok(Ok(records)) => records,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, %flight_id, postgres = stored, "flight's raw points not in PostgreSQL, archive unreadable");
+            return Err(ApiError::ArchiveUnavailable { retry_after_s: ARCHIVE_RETRY_AFTER_S });
+        }
+        Err(_elapsed) => {
+            tracing::warn!(%flight_id, postgres = stored, timeout = ?ARCHIVE_READ_TIMEOUT, "archive read timed out");
+            return Err(ApiError::ArchiveUnavailable { retry_after_s: ARCHIVE_RETRY_AFTER_S });
+        }
+    };
+    if records.len() as i64 <= stored {
+        return Ok(None);
+    }
+    tracing::info!(%flight_id, postgres = stored, archive = records.len(), "flight's raw points read from the archive");
+    let rows = records.iter().map(RawRow::from_record).collect::<Result<Vec<_>, _>>().map_err(ApiError::internal)?;
+    Ok(Some(rows))
+}
+
+async fn downsampled_points(state: &QueryState, flight: &FlightRow, max_points: i64) -> Result<Vec<Value>> {
+    let pool = &state.pool;
+    let (drone_id, start, end) = (flight.summary.drone_id, flight.start_time, flight.end_time);
+    let count = stored_count(pool, drone_id, start, end).await?;
+    if let Some(rows) = archived_rows(state, flight, count).await? {
+        return downsampled_archive_points(pool, rows, (start, end), max_points).await;
+    }
     let rows: Vec<RawRow> = if count <= max_points || end <= start {
         sqlx::query_as(&format!(
             "SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4"
@@ -384,17 +478,11 @@ async fn downsampled_points(
         .fetch_all(pool)
         .await?
     } else {
-        // width_bucket puts ts = end into bucket n + 1; LEAST folds it into the last bucket.
         sqlx::query_as(&format!(
             "WITH r AS ( \
-                 SELECT {RAW_COLUMNS}, COALESCE(current, throttle) AS signal, \
-                        LEAST(width_bucket(extract(epoch FROM ts)::float8, extract(epoch FROM $2::timestamptz)::float8, \
-                                           extract(epoch FROM $3::timestamptz)::float8, $4::int), $4::int) AS bucket \
+                 SELECT {RAW_COLUMNS}, COALESCE(current, throttle) AS signal, {BUCKET} AS bucket \
                  FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3), \
-             ranked AS ( \
-                 SELECT r.*, row_number() OVER (PARTITION BY bucket ORDER BY signal ASC, ts) AS low, \
-                             row_number() OVER (PARTITION BY bucket ORDER BY signal DESC, ts) AS high \
-                 FROM r) \
+             ranked AS (SELECT r.*, {EXTREMES} FROM r) \
              SELECT {RAW_COLUMNS} FROM ranked WHERE low = 1 OR high = 1 ORDER BY ts"
         ))
         .bind(drone_id)
@@ -407,8 +495,43 @@ async fn downsampled_points(
     Ok(rows.iter().map(RawRow::to_point).collect())
 }
 
+/// [`downsampled_points`] of archived rows (in `ts` order). The buckets and ranks are computed by
+/// PostgreSQL over the rows' `ts` and signal, with the same expressions as for `telemetry_raw`:
+/// `width_bucket`'s floating-point arithmetic differs between PostgreSQL versions, so a copy of
+/// it here could pick other rows at bucket edges than PostgreSQL did before the rows were dropped.
+async fn downsampled_archive_points(
+    pool: &PgPool,
+    rows: Vec<RawRow>,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    max_points: i64,
+) -> Result<Vec<Value>> {
+    if rows.len() as i64 <= max_points || end <= start {
+        return Ok(rows.iter().take(max_points as usize).map(RawRow::to_point).collect());
+    }
+    let ts: Vec<DateTime<Utc>> = rows.iter().map(|row| row.ts).collect();
+    let signal: Vec<f64> = rows.iter().map(RawRow::signal).collect();
+    let picked: Vec<i64> = sqlx::query_scalar(&format!(
+        "WITH r AS ( \
+             SELECT i, ts, signal, {BUCKET} AS bucket \
+             FROM unnest($1::timestamptz[], $5::float8[]) WITH ORDINALITY AS a(ts, signal, i)), \
+         ranked AS (SELECT r.*, {EXTREMES} FROM r) \
+         SELECT i FROM ranked WHERE low = 1 OR high = 1 ORDER BY ts"
+    ))
+    .bind(ts)
+    .bind(start)
+    .bind(end)
+    .bind((max_points / 2) as i32)
+    .bind(signal)
+    .fetch_all(pool)
+    .await?;
+    // WITH ORDINALITY counts from 1.
+    Ok(picked.into_iter().filter_map(|i| rows.get((i - 1) as usize)).map(RawRow::to_point).collect())
+}
+
 /// Every raw row of the flight as CSV (header first, ordered by ts, timestamps RFC 3339 with µs,
 /// `extra` as JSON text), streamed from the database: a slow client holds at most a few chunks.
+/// A flight read from the archive is read whole first (the decision comes before the 200, and a
+/// flight is bounded by its battery), then written out the same way.
 #[utoipa::path(
     get, path = "/v1/flights/{id}/telemetry.csv", operation_id = "export_flight_csv", tag = "flights", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "flight id")),
@@ -416,6 +539,7 @@ async fn downsampled_points(
         (status = 200, description = "text/csv: ts,received_at,throttle,voltage,current,mah_drawn,rssi,x,y,z,lat,lon,alt_m,vx,vy,vz,roll,pitch,yaw,extra", content_type = "text/csv", body = String),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 404, description = "not a flight of the caller's drones", body = ErrorBody),
+        (status = 503, description = "the flight's rows are only in the archive, which is unreachable; retry after Retry-After seconds", body = ErrorBody),
     )
 )]
 pub async fn csv(
@@ -424,36 +548,53 @@ pub async fn csv(
     ApiPath(flight_id): ApiPath<Uuid>,
 ) -> Result<Response> {
     let (flight, _) = owned_flight(&state.pool, user.user_id, flight_id).await?;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, sqlx::Error>>(CSV_CHUNKS_IN_FLIGHT);
-    let pool = state.pool.clone();
     let (drone_id, start, end) = (flight.summary.drone_id, flight.start_time, flight.end_time);
-    tokio::spawn(async move {
-        let sql = format!(
-            "SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts"
-        );
-        let mut rows = sqlx::query_as::<_, RawRow>(&sql).bind(drone_id).bind(start).bind(end).fetch(&pool);
-        let mut chunk = String::with_capacity(CSV_CHUNK_BYTES + 1024);
-        chunk.push_str(CSV_HEADER);
-        while let Some(row) = rows.next().await {
-            match row {
-                Ok(row) => row.write_csv(&mut chunk),
-                Err(error) => {
-                    tracing::error!(%error, %flight_id, "csv export failed mid-stream");
-                    // The status is already sent: an error item aborts the body, so the client
-                    // sees a truncated transfer rather than a silently short file.
-                    let _ = sender.send(Err(error)).await;
-                    return;
-                }
-            }
-            if chunk.len() >= CSV_CHUNK_BYTES {
-                let full = std::mem::replace(&mut chunk, String::with_capacity(CSV_CHUNK_BYTES + 1024));
-                if sender.send(Ok(Bytes::from(full))).await.is_err() {
-                    return; // client gone
-                }
-            }
+    // Counted only when there is an archive to fall back to; decided before the 200 is sent.
+    let archived = match &state.archive {
+        Some(_) => {
+            let stored = stored_count(&state.pool, drone_id, start, end).await?;
+            archived_rows(&state, &flight, stored).await?
         }
-        let _ = sender.send(Ok(Bytes::from(chunk))).await;
-    });
+        None => None,
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, sqlx::Error>>(CSV_CHUNKS_IN_FLIGHT);
+    let mut body = CsvBody::new(sender);
+    match archived {
+        Some(rows) => {
+            tokio::spawn(async move {
+                for row in &rows {
+                    if !body.row(row).await {
+                        return; // client gone
+                    }
+                }
+                body.finish().await;
+            });
+        }
+        None => {
+            let pool = state.pool.clone();
+            tokio::spawn(async move {
+                let sql = format!(
+                    "SELECT {RAW_COLUMNS} FROM telemetry_raw WHERE drone_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts"
+                );
+                let mut rows = sqlx::query_as::<_, RawRow>(&sql).bind(drone_id).bind(start).bind(end).fetch(&pool);
+                while let Some(row) = rows.next().await {
+                    match row {
+                        Ok(row) => {
+                            if !body.row(&row).await {
+                                return; // client gone
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, %flight_id, "csv export failed mid-stream");
+                            body.fail(error).await;
+                            return;
+                        }
+                    }
+                }
+                body.finish().await;
+            });
+        }
+    }
     let body =
         futures::stream::unfold(
             receiver,
@@ -464,6 +605,40 @@ pub async fn csv(
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"flight-{flight_id}.csv\"")),
     ];
     Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// The CSV body being written: rows into chunks of [`CSV_CHUNK_BYTES`], handed to the response.
+struct CsvBody {
+    chunk: String,
+    sender: tokio::sync::mpsc::Sender<Result<Bytes, sqlx::Error>>,
+}
+
+impl CsvBody {
+    fn new(sender: tokio::sync::mpsc::Sender<Result<Bytes, sqlx::Error>>) -> Self {
+        let mut chunk = String::with_capacity(CSV_CHUNK_BYTES + 1024);
+        chunk.push_str(CSV_HEADER);
+        Self { chunk, sender }
+    }
+
+    /// Adds a row; false once the client is gone.
+    async fn row(&mut self, row: &RawRow) -> bool {
+        row.write_csv(&mut self.chunk);
+        if self.chunk.len() < CSV_CHUNK_BYTES {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.chunk, String::with_capacity(CSV_CHUNK_BYTES + 1024));
+        self.sender.send(Ok(Bytes::from(full))).await.is_ok()
+    }
+
+    /// The status is already sent: an error item aborts the body, so the client sees a truncated
+    /// transfer rather than a silently short file.
+    async fn fail(self, error: sqlx::Error) {
+        let _ = self.sender.send(Err(error)).await;
+    }
+
+    async fn finish(self) {
+        let _ = self.sender.send(Ok(Bytes::from(self.chunk))).await;
+    }
 }
 
 /// Asks the analytics group to recompute the flight: appends a `RecomputeRequested` event (key =
