@@ -77,6 +77,8 @@ FAST_FILES = ("ap_spark404_copter", "px4_auterion_esc_status", "bf_fcblackbox_lo
 # Long recorded flights, cut into gap-free segments, for the outage scenarios.
 LONG_FILES = ("dji_mini2_2021-09-05_19-23", "dji_air2s_2021-09-05_19-48")
 SCENARIOS = ("kill-role", "two-instances", "pg-stop", "pg-stop-processors", "redis-stop", "kafka-kill", "kafka-stop")
+# Not in "all": half an hour under a fleet at --fleet-pps with a fault every few minutes (`make soak`).
+EXTRA_SCENARIOS = ("soak",)
 
 _print_lock = threading.Lock()
 T_START = time.monotonic()
@@ -214,19 +216,21 @@ class Input:
     tail of 10.5 s at throttle 0, so every flight closes on event time (the flight rule's W)
     instead of 10 s of wall-clock silence, in the fault-free run and in every trial alike."""
 
-    def __init__(self, name, lines, hz, workdir):
+    def __init__(self, name, lines, hz, workdir, tail=True, pps=None, batch=None, copies=1):
         self.name = name
         self.hz = hz
+        # The fleet of issue 9 item 6: its own rate and batch size, and `copies` drones each.
+        self.pps, self.batch, self.copies = pps, batch, copies
         last = json.loads(lines[-1])
         last_ts = ts_us(last["ts"])
         step = round(1_000_000 / hz)
-        tail = []
-        for i in range(1, math.ceil(10.5 * hz) + 1):
+        tail_lines = []
+        for i in range(1, math.ceil(10.5 * hz) + 1 if tail else 0):
             p = dict(last)
             p["ts"] = fmt_ms(last_ts + i * step)
             p["throttle"] = 0.0
-            tail.append(json.dumps(p, separators=(",", ":")))
-        self.lines = list(lines) + tail
+            tail_lines.append(json.dumps(p, separators=(",", ":")))
+        self.lines = list(lines) + tail_lines
         self.ts = [ts_us(json.loads(line)["ts"]) for line in self.lines]
         assert all(b > a for a, b in zip(self.ts, self.ts[1:])), f"{name}: ts not increasing"
         self.count = len(self.lines)
@@ -257,6 +261,33 @@ def gap_free_segments(lines, hz, count, n, max_gap_s=1.0):
                 start += n
             start = i
     return out
+
+
+class Block:
+    """A fleet drone's packets (issue 9, item 6): one recorded segment with its idle tail (an
+    Input), repeated end to end. Repetition k is shifted by k periods (the block's span plus one
+    sample interval), so ts keep increasing with no gap, each repetition's flight closes in its
+    own idle tail, and its flights are those of the block shifted by k periods: the analytics
+    work on ts differences, so the metrics are the same to the last digit."""
+
+    def __init__(self, inp):
+        self.hz = inp.hz
+        self.packets = [json.loads(line) for line in inp.lines]
+        self.ts = list(inp.ts)
+        self.period = inp.last_us - inp.first_us + round(1_000_000 / inp.hz)
+        assert self.period % 1000 == 0 and all(t % 1000 == 0 for t in self.ts), "block ts not in whole ms"
+
+    def __len__(self):
+        return len(self.packets)
+
+    def lines(self, start, n):
+        out = []
+        for i in range(start, start + n):
+            k, j = divmod(i, len(self.packets))
+            p = dict(self.packets[j])
+            p["ts"] = fmt_ms(self.ts[j] + k * self.period)
+            out.append(json.dumps(p, separators=(",", ":")))
+        return out
 
 
 def build_inputs(workdir, outage_packets):
@@ -750,10 +781,19 @@ class Deployment:
         for created, admin in ((self.db_created, self.endpoints.admin_url),
                                (self.ingest_db_created, self.ingest_admin_url)):
             if created:
-                try:
-                    psql(admin, f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
-                except HarnessError as e:
-                    say(f"{self.id}: could not drop database {self.db}: {e}")
+                # Retried: FORCE cannot end an autovacuum worker (a superuser's backend) for the
+                # flightline role, and a database loaded by the fleet is often being vacuumed.
+                err = []
+
+                def drop(admin=admin):
+                    try:
+                        psql(admin, f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+                        return True
+                    except HarnessError as e:
+                        err[:] = [e]
+                        return False
+                if not wait_until(drop, 60, 2):
+                    say(f"{self.id}: could not drop database {self.db}: {err[0] if err else '?'}")
         if self.topics_created:
             k = self.kafka()
 
@@ -795,9 +835,12 @@ class Trial:
         self.result = None
         self.kinds = set()
 
+    def rate(self, inp):
+        return inp.pps or self.pps
+
     @property
     def load_s(self):
-        return max(i.count for i in self.inputs) / self.pps
+        return max(i.count / self.rate(i) for i in self.inputs)
 
     def register(self):
         def create(inp):
@@ -807,8 +850,10 @@ class Trial:
                 raise HarnessError(f"drones create failed: {out.stderr[-300:]}")
             j = json.loads(out.stdout.strip().splitlines()[-1])
             return inp, j["id"], j["api_key"]
-        with concurrent.futures.ThreadPoolExecutor(len(self.inputs)) as ex:
-            self.drones = list(ex.map(create, self.inputs))
+        # The fault-free run needs one drone per distinct input; a trial flies every fleet copy.
+        per_drone = [inp for inp in self.inputs for _ in range(1 if self.scenario == "fault-free" else inp.copies)]
+        with concurrent.futures.ThreadPoolExecutor(min(16, len(per_drone))) as ex:
+            self.drones = list(ex.map(create, per_drone))
         self.dep.drones.extend(d for _, d, _ in self.drones)
         self.dep.copy_drones([d for _, d, _ in self.drones])
         return self
@@ -820,8 +865,8 @@ class Trial:
             err = open(os.path.join(self.dep.logdir, f"send-{drone}.err"), "w")
             env = dict(self.dep.base_env(), RUST_LOG="warn")
             p = subprocess.Popen([self.h.bin, "send", "--api-key", key, "--file", inp.path, "--target",
-                                  self.dep.ingest_url, "--rate-multiplier", f"{self.pps / inp.hz:.6f}",
-                                  "--batch", str(self.h.args.batch)],
+                                  self.dep.ingest_url, "--rate-multiplier", f"{self.rate(inp) / inp.hz:.6f}",
+                                  "--batch", str(inp.batch or self.h.args.batch)],
                                  env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
             out.close()
             err.close()
@@ -1118,6 +1163,8 @@ class Harness:
         self.lock = threading.Lock()
         self.counters = collections.Counter()
         self._pg = None
+        self.fleet = {}  # family -> Input flown by --fleet-drones drones in every trial
+        self.fleet_ref = []  # the soak's reference block, flown once in the fault-free run
         self._outages = []  # (service, start, end) of the shared stack, seen by monitor_stack
         self._down = {}
         threading.Thread(target=self.monitor_stack, daemon=True).start()
@@ -1154,6 +1201,11 @@ class Harness:
         with self.lock:
             return list(self._outages) + [(svc, t, now) for svc, t in self._down.items()]
 
+    def fleet_of(self, family):
+        """The background fleet of a scenario family (issue 9, item 6): `--fleet-pps` over
+        `--fleet-drones` drones, for as long as the family's own load lasts."""
+        return [self.fleet[family]] if family in self.fleet else []
+
     def rng(self, scenario):
         return random.Random(f"{self.rng_seed}:{scenario}")
 
@@ -1183,7 +1235,7 @@ class Harness:
             dep = Deployment(self, "base", Endpoints())
             dep.setup()
             dep.start_all()
-            inputs = self.fast + self.long
+            inputs = self.fast + self.long + list(self.fleet.values()) + self.fleet_ref
             trial = Trial(self, "fault-free", 1, dep, inputs, self.args.baseline_pps).register()
             say(f"fault-free run: {len(inputs)} drones at {self.args.baseline_pps:g} packets/s each "
                 f"({sum(i.count for i in inputs)} packets) on {dep.id}")
@@ -1211,7 +1263,8 @@ class Harness:
     def pipelined(self, scenario, dep, faults):
         """faults: list of callables(trial) that perform a fault during the trial's load."""
         def make():
-            return Trial(self, scenario, self.next_index(scenario), dep, self.fast, self.args.pps).register()
+            return Trial(self, scenario, self.next_index(scenario), dep, self.fast + self.fleet_of("fast"),
+                         self.args.pps).register()
         prep = self.pool.submit(make)
         checks = []
         for k, fault in enumerate(faults):
@@ -1299,7 +1352,8 @@ class Harness:
         try:
             dep.setup()
             dep.start_all()
-            trial = Trial(self, scenario, index, dep, self.long, pps).register()
+            fleet = self.fleet_of("kafka" if scenario.startswith("kafka") else "outage")
+            trial = Trial(self, scenario, index, dep, self.long + fleet, pps).register()
             trial.start_load()
             at = rng.uniform(8, 14)
             time.sleep(max(0.0, trial.t0 + at - time.monotonic()))
@@ -1433,6 +1487,379 @@ class Harness:
                     self.recovery_all(trial, dep, t_end)
             self.outage_trial(scenario, i + 1, endpoints, env, fault, rng, self.args.kafka_pps)
 
+    # -- the soak (issue 9, item 6): a fleet at --fleet-pps for --soak-s, a fault every few minutes --
+    def run_soak(self):
+        scenario, a = "soak", self.args
+        rng = self.rng(scenario)
+        per = a.fleet_pps / a.fleet_drones
+        block, ref = self.soak_block, self.soak_ref
+        blocks_per_leg = max(1, round(a.soak_leg_s * per / len(block)))
+        leg_packets = blocks_per_leg * len(block)
+        n_legs = math.ceil(a.soak_s * per / leg_packets) + 1
+        # Its own broker, PostgreSQL and Redis: the soak's faults include outages of each.
+        pg = PrivatePostgres(self.workdir)
+        pg.init()
+        redis = PrivateRedis(self.workdir)
+        redis.start()
+        kafka = PrivateKafka(self.workdir)
+        kafka.init()
+        endpoints = Endpoints(admin_url=pg.admin_url, kafka=kafka.bootstrap, redis=redis.url)
+        dep = Deployment(self, scenario, endpoints, partitions=3,
+                         env={"FLIGHTLINE_FLIGHT_GAP_S": str(a.kafka_gap_s)})
+        try:
+            dep.setup()
+            dep.start_all()
+            leg0 = Input("soak-leg0", block.lines(0, leg_packets), block.hz, self.workdir, tail=False,
+                         pps=per, copies=a.fleet_drones)
+            trial = Trial(self, scenario, 1, dep, [leg0], per).register()
+            say(f"soak: {a.fleet_drones} drones x {per:g} packets/s = {a.fleet_pps:g} packets/s for {a.soak_s:g} s, "
+                f"a fault every {a.soak_every_s:g} s, on {dep.id} (private broker {kafka.bootstrap}, PostgreSQL "
+                f"127.0.0.1:{pg.port}, Redis 127.0.0.1:{redis.port}); legs of {leg_packets} packets "
+                f"({blocks_per_leg} x {len(block)}-packet block, {leg_packets / per:.0f} s)")
+            legs, legs_lock = {0: leg0}, threading.Lock()
+
+            def leg(k):
+                with legs_lock:
+                    if k not in legs:
+                        inp = Input(f"soak-leg{k}", block.lines(k * leg_packets, leg_packets), block.hz,
+                                    self.workdir, tail=False, pps=per)
+                        inp.lines = None  # the file holds them; keep the ts only
+                        legs[k] = inp
+                    return legs[k]
+            leg0.lines = None
+            sent = collections.defaultdict(list)  # drone -> [(leg, packets acknowledged, exit status)]
+            stop_at = time.monotonic() + a.soak_s
+            trial.t0 = time.monotonic()
+            trial.http_before = dep.http_totals()
+
+            def fly(drone, key):
+                for k in range(n_legs):
+                    if time.monotonic() >= stop_at:
+                        return
+                    inp = leg(k)
+                    self.pool.submit(leg, k + 1)  # the next leg's file, ahead of time
+                    out_path = os.path.join(dep.logdir, f"send-{drone}.out")
+                    with open(out_path, "w") as out, open(os.path.join(dep.logdir, f"send-{drone}.err"), "a") as err:
+                        err.write(f"===== leg {k} =====\n")
+                        err.flush()
+                        p = subprocess.Popen([self.bin, "send", "--api-key", key, "--file", inp.path, "--target",
+                                              dep.ingest_url, "--rate-multiplier", f"{per / inp.hz:.6f}", "--batch",
+                                              str(a.fleet_batch)], env=dict(dep.base_env(), RUST_LOG="warn"),
+                                             stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+                    CLEANUP.push(f"send {drone}", lambda p=p: stop_process(p, 5))
+                    try:
+                        p.wait(timeout=inp.count / per * 4 + 400)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+                    trial.sends.append((inp, drone, p))
+                    summary = None
+                    try:
+                        with open(out_path) as f:
+                            js = [line for line in f.read().splitlines() if line.startswith("{")]
+                        summary = json.loads(js[-1]) if js else None
+                    except (OSError, ValueError):
+                        pass
+                    if summary:
+                        acked = summary["packets"]
+                        trial.summaries.setdefault(drone, {"packets": 0, "retries": 0})
+                        trial.summaries[drone]["retries"] += summary.get("retries", 0)
+                    else:
+                        with open(os.path.join(dep.logdir, f"send-{drone}.err")) as f:
+                            m = re.findall(r"sending packets (\d+)\.\.", f.read().split(f"===== leg {k} =====")[-1])
+                        acked = int(m[-1]) - 1 if m else 0
+                        trial.failures.append(f"send of leg {k} for drone {drone} exited {p.returncode} after "
+                                              f"{acked} of {inp.count} packets")
+                    sent[drone].append((k, acked, p.returncode))
+                    if acked < inp.count:
+                        return  # the rest of this drone's flights are no longer predictable
+
+            # -- memory: anonymous RSS of every role process and service, every 10 s --
+            mem = collections.defaultdict(list)  # (name, pid) -> [(t, kB)]
+            sampling = threading.Event()
+
+            def rss_anon(pid):
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        for line in f:
+                            if line.startswith("RssAnon:"):
+                                return int(line.split()[1])
+                except OSError:
+                    return None
+                return None
+
+            def pg_pids():
+                try:
+                    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+                        root = int(f.readline())
+                except (OSError, ValueError):
+                    return []
+                kids = [root]
+                for name in os.listdir("/proc"):
+                    if name.isdigit():
+                        try:
+                            with open(f"/proc/{name}/stat") as f:
+                                if int(f.read().rsplit(")", 1)[1].split()[1]) == root:
+                                    kids.append(int(name))
+                        except (OSError, ValueError, IndexError):
+                            pass
+                return kids
+
+            def sample():
+                while not sampling.wait(10):
+                    now = time.monotonic()
+                    with dep.lock:
+                        procs = [(f"{r}-{i}", p.pid) for (r, i), p in dep.procs.items() if p.poll() is None]
+                    for name, proc in (("kafka", kafka.proc), ("redis", redis.proc)):
+                        if proc is not None and proc.poll() is None:
+                            procs.append((name, proc.pid))
+                    for name, pid in procs:
+                        kb = rss_anon(pid)
+                        if kb is not None:
+                            mem[(name, pid)].append((now, kb))
+                    pids = pg_pids()
+                    if pids:  # PostgreSQL as one: postmaster and backends (backends come and go)
+                        total = sum(rss_anon(pid) or 0 for pid in pids)
+                        mem[("postgres", pids[0])].append((now, total))
+            threading.Thread(target=sample, daemon=True).start()
+
+            # -- faults: each kind once per cycle, in a seeded order --
+            kinds = list(ROLES) + ["kafka-stop", "kafka-kill", "redis-stop", "pg-stop"]
+
+            def inject(kind):
+                t0 = time.monotonic()
+                if kind in ROLES:
+                    pause = rng.uniform(0.3, 3.0)
+                    dep.kill9(kind)
+                    time.sleep(pause)
+                    dep.start(kind)
+                    t_end = time.monotonic()
+                    desc = f"kill -9 {kind}, restarted after {pause:.1f}s"
+                    if kind in GROUPS:
+                        trial.monitor(f"{kind} caught up @{t0 - trial.t0:.0f}s", dep.caught_up_after, kind, t_end)
+                    else:
+                        trial.monitor(f"{kind} ready @{t0 - trial.t0:.0f}s", lambda: (wait_until(
+                            lambda: http_get(dep.ready_url(kind))[0] == 200, 90, 0.1) and time.monotonic() - t_end))
+                else:
+                    if kind == "kafka-stop":
+                        kafka.pause()
+                        time.sleep(10)
+                        kafka.resume()
+                        desc = "SIGSTOP broker for 10s"
+                    elif kind == "kafka-kill":
+                        pause = rng.uniform(1, 5)
+                        kafka.kill9()
+                        time.sleep(pause)
+                        boot = kafka.start()
+                        desc = f"kill -9 broker, restarted after {pause:.1f}s (answered {boot:.0f}s later)"
+                    elif kind == "redis-stop":
+                        redis.stop()
+                        time.sleep(a.soak_outage_s)
+                        redis.start()
+                        desc = f"Redis stop for {a.soak_outage_s:g}s"
+                    else:
+                        mode = rng.choice(["fast", "immediate"])
+                        pg.stop(mode)
+                        time.sleep(a.soak_outage_s)
+                        pg.start()
+                        desc = f"PostgreSQL stop -m {mode} for {a.soak_outage_s:g}s"
+                    t_end = time.monotonic()
+                    first = self.pool.submit(dep.first_201_after, t_end)
+                    trial.monitors.append((f"{kind} ingest 201 @{t0 - trial.t0:.0f}s", first))
+                    for g in GROUPS:
+                        trial.monitor(f"{kind} {g} caught up @{t0 - trial.t0:.0f}s", dep.caught_up_after, g, t_end,
+                                      240, first)
+                trial.faults.append(dict(desc=f"{desc} at {t0 - trial.t0:.0f}s", start=t0, end=t_end, kind=kind,
+                                         service={"redis-stop": "redis"}.get(kind)))
+                say(f"soak: fault {len(trial.faults)} at {t0 - trial.t0:.0f}s: {desc}")
+
+            def faults():
+                cycle = []
+                t_next = trial.t0 + a.soak_every_s
+                while t_next < stop_at - 60:  # the last minute is fault-free: the end state is checked
+                    time.sleep(max(0.0, t_next - time.monotonic()))
+                    if not cycle:
+                        cycle = list(kinds)
+                        rng.shuffle(cycle)
+                    inject(cycle.pop())
+                    t_next += a.soak_every_s
+            fault_thread = threading.Thread(target=faults, daemon=True)
+            fault_thread.start()
+            drivers = [threading.Thread(target=fly, args=(d, k), daemon=True) for _, d, k in trial.drones]
+            for t in drivers:
+                t.start()
+
+            def progress():
+                while any(t.is_alive() for t in drivers):
+                    time.sleep(60)
+                    acked = sum(n for v in sent.values() for _, n, _ in v)
+                    rss = {name: kb for (name, _pid), s in mem.items() for _t, kb in s[-1:]}
+                    say(f"soak: {time.monotonic() - trial.t0:.0f}s, {acked} packets acknowledged in finished legs, "
+                        f"{len(trial.faults)} faults; RssAnon MiB " +
+                        ", ".join(f"{n} {kb / 1024:.0f}" for n, kb in sorted(rss.items())))
+            threading.Thread(target=progress, daemon=True).start()
+            for t in drivers:
+                t.join()
+            fault_thread.join()
+            trial.t_load_end = time.monotonic()
+            trial.http_after = dep.http_totals()
+            self.soak_check(trial, dep, sent, legs, leg_packets, blocks_per_leg, block, ref, redis)
+            sampling.set()
+            self.soak_memory(trial, mem)
+            trial.verify_done = True
+            self.finish_soak(trial)
+        finally:
+            dep.teardown()
+            kafka.destroy()
+            redis.destroy()
+            pg.destroy()
+
+    def soak_check(self, trial, dep, sent, legs, leg_packets, blocks_per_leg, block, ref, redis):
+        """(a), (b), (c) over the whole soak, once every group has consumed the log."""
+        # (c) first, while the newest packets are fresh.
+        r = wire.Redis(redis.url)
+        live_bad = 0
+        for _, d, _ in trial.drones:
+            k, n, _ = (sent[d] or [(0, 0, None)])[-1]
+            want = str(legs[k].ts[n - 1]) if n else None
+            if want and not wait_until(lambda: r.command("GET", f"drone:{d}:live:ts") == want, 20, 0.1):
+                live_bad += 1
+                trial.failures.append(f"live ts of {d} is {r.command('GET', f'drone:{d}:live:ts')}, not {want}")
+        r.close()
+        t = time.monotonic()
+        for g in GROUPS:
+            if dep.caught_up_after(g, t, timeout=600) is None:
+                trial.failures.append(f"{g} had not consumed the log 600 s after the load")
+        base = self.wait_baseline()
+        ref_flights = base.flights_by_input[ref.name]
+        ids = ",".join(f"'{d}'" for _, d, _ in trial.drones)
+        acked = lost = dup = differ = total = 0
+        prev = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # analytics of the last flights; stable twice in a row
+            fl = self._soak_flights(dep, ids)
+            if prev == fl and not any(f["status"] == "pending" for v in fl.values() for f in v):
+                break
+            prev = fl
+            time.sleep(5)
+        rows = {x[0]: (int(x[1]), int(x[2]), int(x[3])) for x in psql(
+            dep.db_url, "SELECT drone_id, count(*), count(DISTINCT ts), coalesce(sum(e), 0) FROM (SELECT drone_id, "
+            "(extract(epoch FROM ts) * 1000000)::bigint AS e, ts FROM telemetry_raw "
+            f"WHERE drone_id IN ({ids})) t GROUP BY drone_id", timeout=600)}
+        for _, d, _ in trial.drones:
+            want_n = sum(n for _, n, _ in sent[d])
+            want_sum = sum(sum(legs[k].ts[:n]) for k, n, _ in sent[d])
+            acked += want_n
+            count, distinct, s = rows.get(d, (0, 0, 0))
+            if (count, distinct, s) != (want_n, want_n, want_sum):
+                have = {int(x[0]) for x in psql(dep.db_url, "SELECT (extract(epoch FROM ts) * 1000000)::bigint FROM "
+                                                f"telemetry_raw WHERE drone_id = '{d}'", timeout=300)}
+                acked_ts = {t for k, n, _ in sent[d] for t in legs[k].ts[:n]}
+                sent_ts = {t for k, _, _ in sent[d] for t in legs[k].ts}
+                missing, extra = len(acked_ts - have), len(have - sent_ts)
+                lost += missing
+                dup += (count - distinct) + extra
+                if missing or extra or count != distinct:
+                    trial.failures.append(f"drone {d}: {missing} acknowledged packets missing, {extra} never sent, "
+                                          f"{count - distinct} duplicated")
+            # (b): every whole block acknowledged gives the reference block's flights, shifted
+            whole = 0
+            for k, n, _ in sent[d]:
+                whole += n // len(block) if n < leg_packets else blocks_per_leg
+                if n < leg_packets:
+                    break
+            want = [dict(f, start=f["start"] + b * block.period, end=f["end"] + b * block.period)
+                    for b in range(whole) for f in ref_flights]
+            mine = prev.get(d, [])
+            if any(n < leg_packets for _, n, _ in sent[d]):
+                # A drone whose send gave up mid-leg: only its whole blocks are predictable.
+                trial.notes.append(f"drone {d}: flights compared up to its last whole block ({whole} blocks)")
+                mine = mine[:len(want)]
+            key = lambda f: (f["start"], f["end"], f["packets"], f["status"],  # noqa: E731
+                             json.dumps(f["metrics"], sort_keys=True), f["cols"])
+            theirs, ours = collections.Counter(map(key, want)), collections.Counter(map(key, mine))
+            diff = sum(((theirs - ours) + (ours - theirs)).values())
+            total += len(want)
+            bad_ids = sum(f["id"] != flight_id(d, f["start"]) for f in mine)
+            if diff or bad_ids:
+                differ += diff + bad_ids
+                trial.failures.append(f"drone {d}: {diff} flights differ from the reference block's, shifted "
+                                      f"({len(mine)} flights, {len(want)} expected), {bad_ids} with a wrong id")
+        http = trial.http_after - trial.http_before
+        recov = {}
+        for label, fut in trial.monitors:
+            try:
+                recov[label] = fut.result(timeout=300)
+            except Exception as e:  # noqa: BLE001
+                recov[label] = None
+                trial.notes.append(f"recovery monitor {label} failed: {e}")
+            if recov[label] is None:
+                trial.failures.append(f"{label} did not recover in time")
+        crashed = {(role, idx) for at, role, idx, rc, last in dep.crashes}
+        for at, role, idx, rc, last in dep.crashes:
+            trial.failures.append(f"{role}-{idx} exited by itself {at - trial.t0:.0f}s into the soak "
+                                  f"(status {rc}): {last}")
+        trial.result = dict(scenario="soak", acked=acked, lost=lost, dup=dup, flights_differ=differ, flights=total,
+                            live_bad=live_bad, crashes=len(crashed), s503=http.get("503", 0),
+                            s5xx=sum(v for k, v in http.items() if k.startswith("5") and k != "503"),
+                            retries=sum(s["retries"] for s in trial.summaries.values()), recovery=recov,
+                            ok=False, failures=trial.failures, notes=trial.notes, faults=trial.faults,
+                            seconds=time.monotonic() - trial.t0)
+
+    def _soak_flights(self, dep, ids):
+        rows = psql(dep.db_url,
+                    "SELECT drone_id, id, (extract(epoch FROM start_ts) * 1000000)::bigint, "
+                    "(extract(epoch FROM end_ts) * 1000000)::bigint, packet_count, analytics_status, "
+                    "coalesce(computed_metrics::text, 'null'), concat_ws('|', duration_s, total_mah, energy_wh, "
+                    "min_voltage, max_current, distance_m, bbox::text) "
+                    f"FROM flights WHERE drone_id IN ({ids}) ORDER BY drone_id, start_ts", timeout=120)
+        out = collections.defaultdict(list)
+        for d, fid, s, e, n, status, metrics, cols in rows:
+            out[d].append(dict(id=fid, start=int(s), end=int(e), packets=int(n), status=status,
+                               metrics=json.loads(metrics), cols=cols))
+        return dict(out)
+
+    def soak_memory(self, trial, mem):
+        """Flat memory: in every process life of 10 minutes or more, the median anonymous RSS of its
+        last 3 minutes is within 25 % (or 32 MiB) of that of the 3 minutes before the middle of its
+        life. The first half is warm-up (JVM heap, allocator arenas, caches); a leak keeps growing
+        through the second."""
+        lines = []
+        for (name, pid), s in sorted(mem.items()):
+            if len(s) < 2:
+                continue
+            t0, t1 = s[0][0], s[-1][0]
+            peak = max(kb for _, kb in s) / 1024
+            if t1 - t0 < 600:
+                lines.append(f"{name} (pid {pid}): {(t1 - t0) / 60:.0f} min, {s[0][1] / 1024:.0f} -> "
+                             f"{s[-1][1] / 1024:.0f} MiB, peak {peak:.0f} (too short a life to judge)")
+                continue
+            mid = (t0 + t1) / 2
+            early = statistics.median(kb for t, kb in s if mid - 180 <= t <= mid) / 1024
+            late = statistics.median(kb for t, kb in s if t >= t1 - 180) / 1024
+            flat = late <= early * 1.25 or late - early <= 32
+            lines.append(f"{name} (pid {pid}): {(t1 - t0) / 60:.0f} min, 3 min before mid-life {early:.0f} MiB, last 3 min "
+                         f"{late:.0f} MiB, peak {peak:.0f} MiB: {'flat' if flat else 'GROWING'}")
+            if not flat:
+                trial.failures.append(f"memory of {name} grew from {early:.0f} to {late:.0f} MiB")
+        with self.lock:
+            self.extra["soak"].extend(f"memory (RssAnon) {line}" for line in lines)
+            for label, v in trial.result["recovery"].items():
+                self.extra["soak"].append(f"recovery {label}: {'-' if v is None else f'{v:.1f} s'}")
+            self.extra["soak"].extend(f"fault {f['desc']}" for f in trial.faults)
+
+    def finish_soak(self, trial):
+        trial.result["ok"] = not trial.failures
+        trial.result["failures"] = list(trial.failures)
+        with self.lock:
+            self.results["soak"].append(trial.result)
+        r = trial.result
+        say(f"soak [{len(trial.faults)} faults] acked {r['acked']} lost {r['lost']} dup {r['dup']} | flights "
+            f"{'differ ' + str(r['flights_differ']) if r['flights_differ'] else 'same'} of {r['flights']} | live "
+            f"{len(trial.drones) - r['live_bad']}/{len(trial.drones)} | 503s {r['s503']} retries {r['retries']} | "
+            f"{r['seconds']:.0f}s | {'ok' if r['ok'] else 'FAILED'}"
+            + "".join(f"\n    FAIL: {f}" for f in r["failures"]) + "".join(f"\n    {n}" for n in self.extra["soak"]))
+
     # -- report ----------------------------------------------------------------------------
     def table(self, scenarios):
         head = ("| scenario | trials | packets acknowledged | lost | duplicated | flights differing | "
@@ -1468,7 +1895,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 trial per scenario (make test; < 5 minutes)")
-    ap.add_argument("--scenario", default="all", help=f"all, or a comma-separated list of: {', '.join(SCENARIOS)}")
+    ap.add_argument("--scenario", default="all",
+                    help=f"all, or a comma-separated list of: {', '.join(SCENARIOS + EXTRA_SCENARIOS)}")
     ap.add_argument("--seed", type=int, default=None, help="seed of every random choice (default: random, printed)")
     ap.add_argument("--trials", type=int, default=None, help="trials per scenario (kill-role: per role)")
     ap.add_argument("--pps", type=float, default=400, help="packets/s per drone, process-kill scenarios (default 400)")
@@ -1481,6 +1909,17 @@ def main():
     ap.add_argument("--batch", type=int, default=50, help="packets per request of flightline send (default 50)")
     ap.add_argument("--kafka-gap-s", type=float, default=120,
                     help="flight gap G of the broker-fault deployments (default 120; see README)")
+    ap.add_argument("--fleet-pps", type=float, default=0,
+                    help="a background fleet offering this many packets/s in every trial, flown and checked like "
+                    "the other drones (issue 9 item 6; the soak's load; default 0 = none, soak 20000)")
+    ap.add_argument("--fleet-drones", type=int, default=40, help="drones of the fleet (default 40)")
+    ap.add_argument("--fleet-batch", type=int, default=100, help="packets per request of a fleet drone (default 100)")
+    ap.add_argument("--soak-s", type=float, default=1800, help="seconds of load of the soak (default 1800)")
+    ap.add_argument("--soak-every-s", type=float, default=180, help="a soak fault every this many s (default 180)")
+    ap.add_argument("--soak-outage-s", type=float, default=30,
+                    help="PostgreSQL/Redis outage during the soak, seconds (default 30)")
+    ap.add_argument("--soak-leg-s", type=float, default=60,
+                    help="event-time length of one fleet send of the soak, in wall seconds at its rate (default 60)")
     ap.add_argument("--serial", action="store_true", help="run the scenarios one after the other (default: the "
                     "outage scenarios run beside the process-kill ones)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "debug", "flightline"))
@@ -1494,9 +1933,13 @@ def main():
         args.seed = random.SystemRandom().randrange(1, 1_000_000)
     scenarios = SCENARIOS if args.scenario == "all" else tuple(s.strip() for s in args.scenario.split(","))
     for s in scenarios:
-        if s not in SCENARIOS:
+        if s not in SCENARIOS + EXTRA_SCENARIOS:
             ap.error(f"unknown scenario {s}")
-    max_s = args.max_s or (480 if args.quick else 5400)
+    if "soak" in scenarios and not args.fleet_pps:
+        args.fleet_pps = 20000
+    if args.fleet_pps and not args.serial:
+        args.serial = True  # one fleet at a time: the box holds one such load, not one per lane
+    max_s = args.max_s or ((480 if args.quick else 5400) + (args.soak_s + 900 if "soak" in scenarios else 0))
     cmdline = "python3 tests/chaos/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if "--seed" not in sys.argv[1:]:
         cmdline += f" --seed {args.seed}"
@@ -1535,11 +1978,28 @@ def main():
     outage_packets = int(args.outage_pps * args.outage_load_s)
     h.fast, h.long = build_inputs(h.workdir, outage_packets)
     say("inputs: " + ", ".join(f"{i.name} ({i.count})" for i in h.fast + h.long))
+    if args.fleet_pps:
+        per = args.fleet_pps / args.fleet_drones
+        block = Block(h.long[0])
+        loads = {"fast": max(i.count for i in h.fast) / args.pps, "outage": max(i.count for i in h.long) / args.outage_pps,
+                 "kafka": max(i.count for i in h.long) / args.kafka_pps}
+        for family, secs in loads.items():
+            if any(s in scenarios for s in {"fast": ("kill-role", "two-instances"), "outage": (
+                    "pg-stop", "pg-stop-processors", "redis-stop"), "kafka": ("kafka-kill", "kafka-stop")}[family]):
+                h.fleet[family] = Input(f"fleet-{family}", block.lines(0, math.ceil(per * secs)), block.hz, h.workdir,
+                                        pps=per, batch=args.fleet_batch, copies=args.fleet_drones)
+        if "soak" in scenarios:
+            h.soak_block = block
+            h.soak_ref = Input("fleet-block", block.lines(0, len(block)), block.hz, h.workdir, tail=False)
+            h.fleet_ref = [h.soak_ref]
+        say(f"fleet: {args.fleet_drones} drones x {per:g} packets/s = {args.fleet_pps:g} packets/s in batches of "
+            f"{args.fleet_batch}, blocks of {len(block)} packets of {h.long[0].name}" +
+            "".join(f"; {i.name} ({i.count})" for i in h.fleet.values()) + "; scenarios run one after the other")
 
     runners = {"kill-role": h.run_kill_role, "two-instances": h.run_two_instances, "pg-stop": h.run_pg_stop,
                "pg-stop-processors": lambda: h.run_pg_stop("pg-stop-processors"),
                "redis-stop": h.run_redis_stop, "kafka-kill": lambda: h.run_kafka("kafka-kill"),
-               "kafka-stop": lambda: h.run_kafka("kafka-stop")}
+               "kafka-stop": lambda: h.run_kafka("kafka-stop"), "soak": h.run_soak}
     errors = []
 
     def guarded(name, fn):
@@ -1550,9 +2010,10 @@ def main():
             say(f"{name}: ERROR {e}\n{traceback.format_exc()}")
 
     lanes = [["baseline"] + [s for s in scenarios if s in ("kill-role", "two-instances")]]
-    outages = [s for s in scenarios if s not in ("kill-role", "two-instances")]
+    outages = [s for s in scenarios if s not in ("kill-role", "two-instances", "soak")]
+    soak = [s for s in scenarios if s == "soak"]
     if args.serial:
-        lanes[0] += outages
+        lanes[0] += outages + soak
     else:
         for family in ("pg", "redis", "kafka"):
             lanes.append([s for s in outages if s.startswith(family)])
@@ -1587,6 +2048,10 @@ def main():
               f"{'quick' if args.quick else 'full'} mode, {'PASSED' if not failed else 'FAILED'}\n\n"
               f"Load: {len(h.fast)} drones x {args.pps:g} packets/s (process kills), {len(h.long)} drones x "
               f"{args.outage_pps:g} packets/s for {args.outage_load_s:g} s (outages), batches of {args.batch}; "
+              + (f"a fleet of {args.fleet_drones} drones x {args.fleet_pps / args.fleet_drones:g} packets/s "
+                 f"({args.fleet_pps:g} packets/s) in batches of {args.fleet_batch} in every trial"
+                 + (f" and the soak ({args.soak_s:g} s, a fault every {args.soak_every_s:g} s)"
+                    if "soak" in scenarios else "") + "; " if args.fleet_pps else "") +
               f"recovery = from the end of the fault until the role answers /readyz or its consumer group has "
               f"consumed what was in the log then (outages: the slowest group).\n\n"
               + table + ("\n" + "\n".join(notes) + "\n" if notes else ""))
