@@ -544,18 +544,6 @@ fn rich_flight_packets(start_ms: i64, seconds: i64) -> Vec<Value> {
     sent
 }
 
-/// The URL of the deployment's database, for another process on it.
-fn database_url_of(pool: &sqlx::PgPool) -> String {
-    let name = pool.connect_options().get_database().expect("a database name").to_owned();
-    let admin = testkit::env::database_url();
-    let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 /// A `flightline all` with an archive, one flight three days ago (a day the retention of one day
 /// drops) and one an hour ago (kept), both analysed and archived.
 struct RetainedFlights {
@@ -683,7 +671,7 @@ async fn spawn_query(
     let api = testkit::Api::new(format!("http://{addr}"));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"))
         .arg("query")
-        .env("DATABASE_URL", database_url_of(&deployment.pool))
+        .env("DATABASE_URL", testkit::database_url_of(&deployment.pool))
         .env("FLIGHTLINE_HTTP_ADDR", &addr)
         .env("FLIGHTLINE_TOPIC_PREFIX", &deployment.prefix)
         .env("FLIGHTLINE_ARCHIVE_NODES", nodes)
@@ -779,7 +767,7 @@ async fn replay_of_analytics_after_a_dropped_day_reads_the_archive_and_gives_the
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"));
         command
             .args(["replay", "--group", "analytics", "--from", &start_ms.to_string(), "--drone", &drone.to_string()])
-            .env("DATABASE_URL", database_url_of(&flights.deployment.pool))
+            .env("DATABASE_URL", testkit::database_url_of(&flights.deployment.pool))
             .env("FLIGHTLINE_TOPIC_PREFIX", &flights.deployment.prefix)
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null());

@@ -32,10 +32,28 @@ use uuid::Uuid;
 const BROKERS: &str = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094";
 const NODES: [u32; 3] = [1, 2, 3];
 const PARTITIONS: i32 = 6;
-/// The load: DRONES drones, each one request of BATCH packets every PACE.
-const DRONES: usize = 12;
-const BATCH: usize = 10;
+/// The load: `drone_count()` drones, each one request of `batch_size()` packets every PACE: 12 × 10 by
+/// default (`make test`); `FLIGHTLINE_CLUSTER_DRONES` and `FLIGHTLINE_CLUSTER_BATCH` raise it
+/// (RELIABILITY.md: 40 × 50, 20 000 packets/s, in a release build).
 const PACE: Duration = Duration::from_millis(100);
+
+fn load_knob(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
+
+fn drone_count() -> usize {
+    load_knob("FLIGHTLINE_CLUSTER_DRONES", 12)
+}
+
+fn batch_size() -> usize {
+    load_knob("FLIGHTLINE_CLUSTER_BATCH", 10).min(500)
+}
+
+/// Event time between a drone's packets: 5 ms, or less when a batch every PACE would outrun the
+/// wall clock (ts may not be more than 60 s ahead).
+fn step_ms() -> i64 {
+    (PACE.as_millis() as i64 / batch_size() as i64).clamp(1, 5)
+}
 /// A drone retries a refused batch after this (ingest says `Retry-After: 1`; a shorter pause
 /// measures the recovery more finely and is still gentle).
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
@@ -43,13 +61,16 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 const KILLED_FOR: Duration = Duration::from_secs(10);
 /// Per wait of stack.sh (node up, node in sync), and of this test for writes to resume.
 const STACK_TIMEOUT_S: u64 = 60;
-/// The whole test, cluster start and stop included, stays under 4 minutes.
-const WHOLE_TEST: Duration = Duration::from_secs(225);
+/// The whole test, cluster start and stop included, stays under 4 minutes (10 under a raised
+/// load: reading the whole topic back takes longer).
+fn whole_test() -> Duration {
+    Duration::from_secs(if drone_count() * batch_size() > 120 { 600 } else { 225 })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_packet_is_lost_through_a_broker_kill_and_a_rolling_restart() {
     let cluster = ClusterDownOnDrop;
-    tokio::time::timeout(WHOLE_TEST, run()).await.expect("the whole test finishes within its time budget");
+    tokio::time::timeout(whole_test(), run()).await.expect("the whole test finishes within its time budget");
     drop(cluster);
 }
 
@@ -67,7 +88,7 @@ async fn run() {
     let db = TestDb::new().await;
     let (url, server) = serve_ingest(&db.pool, &kafka, &topic, &IngestOptions::default()).await;
     let mut drones = Vec::new();
-    for i in 0..DRONES {
+    for i in 0..drone_count() {
         let (id, key) = credentials::create_drone(&db.pool, &format!("cluster-{i}"), None).await.expect("drone");
         drones.push((id, key));
     }
@@ -354,7 +375,7 @@ struct DroneLog {
     unexpected: Vec<String>,
 }
 
-/// One drone: a batch of BATCH packets every PACE, each retried after 503 until it gets 201;
+/// One drone: a batch of `batch_size()` packets every PACE, each retried after 503 until it gets 201;
 /// after `stop`, the batch in hand is still sent to the end.
 async fn fly(
     http: reqwest::Client,
@@ -367,12 +388,13 @@ async fn fly(
     let mut pace = tokio::time::interval(PACE);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_ms = start_ms;
-    let give_up = Instant::now() + WHOLE_TEST;
+    let give_up = Instant::now() + whole_test();
+    let (batch, step) = (batch_size() as i64, step_ms());
     while !stop.is_cancelled() {
         pace.tick().await;
-        let packets: Vec<Value> = (0..BATCH as i64).map(|i| packet_at(next_ms + 5 * i, 0.5)).collect();
-        let ts_us: Vec<i64> = (0..BATCH as i64).map(|i| (next_ms + 5 * i) * 1000).collect();
-        next_ms += 5 * BATCH as i64;
+        let packets: Vec<Value> = (0..batch).map(|i| packet_at(next_ms + step * i, 0.5)).collect();
+        let ts_us: Vec<i64> = (0..batch).map(|i| (next_ms + step * i) * 1000).collect();
+        next_ms += step * batch;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -583,7 +605,9 @@ fn print_report(
         figures
     };
     eprintln!(
-        "== kafka_cluster: {DRONES} drones x {BATCH} packets every {} ms, RF 3, min.insync.replicas=2 ==",
+        "== kafka_cluster: {} drones x {} packets every {} ms, RF 3, min.insync.replicas=2 ==",
+        drone_count(),
+        batch_size(),
         PACE.as_millis()
     );
     let first_fault = faults.first().map_or(load_ended, |fault| fault.at);

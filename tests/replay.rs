@@ -35,24 +35,12 @@ fn rule_json(rule: &FlightRule) -> Value {
     })
 }
 
-/// The URL of the deployment's own database (for the replay process).
-fn database_url(deployment: &Deployment) -> String {
-    let name = deployment.pool.connect_options().get_database().expect("a database name").to_owned();
-    let admin = testkit::env::database_url();
-    let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 fn replay_command(deployment: &Deployment, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightline"));
     command
         .arg("replay")
         .args(args)
-        .env("DATABASE_URL", database_url(deployment))
+        .env("DATABASE_URL", testkit::database_url_of(&deployment.pool))
         .env("FLIGHTLINE_TOPIC_PREFIX", &deployment.prefix)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())

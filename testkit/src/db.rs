@@ -54,6 +54,12 @@ async fn admin() -> PgPool {
         .expect("PostgreSQL of the local stack must be up (deploy/local/stack.sh up)")
 }
 
+/// The URL of `pool`'s database on the server of `DATABASE_URL`, for another process on it.
+pub fn url_of(pool: &PgPool) -> String {
+    let name = pool.connect_options().get_database().expect("a database name").to_owned();
+    replace_db_name(&database_url(), &name)
+}
+
 /// `url` with its database name replaced by `db`, query string kept.
 fn replace_db_name(url: &str, db: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));

@@ -36,7 +36,7 @@ mod recorded;
 mod sse;
 
 pub use api::{assert_error, expect_error, Api, User};
-pub use db::TestDb;
+pub use db::{url_of as database_url_of, TestDb};
 pub use fixtures::{full_packet, full_record, packet_at, packets_from, past_ms, record_of};
 pub use kafka::{
     append_records, delete_topics, end_offsets, kafka_config, message_count, read_messages, read_telemetry, Topics,

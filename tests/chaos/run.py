@@ -1059,16 +1059,7 @@ class Trial:
         for name, (rc, last, at) in crashed.items():
             self.failures.append(f"{name} exited by itself ({at:.1f}s into the trial, status {rc}): {last}")
         http = self.http_after - self.http_before
-        recov = {}
-        for label, fut in self.monitors:
-            try:
-                recov[label] = fut.result(timeout=300)
-            except Exception as e:  # noqa: BLE001
-                recov[label] = None
-                self.notes.append(f"recovery monitor {label} failed: {e}")
-        for label, v in recov.items():
-            if v is None:
-                self.failures.append(f"{label} did not recover in time")
+        recov = self.recoveries()
         retries = sum((s or {}).get("retries", 0) for s in self.summaries.values())
         self.result = dict(scenario=self.scenario, acked=acked, lost=lost, dup=dup + extra,
                            flights_differ=flights_differ, flights=flights_total, live_bad=live_bad,
@@ -1079,6 +1070,19 @@ class Trial:
                            recovery=recov, ok=not self.failures, failures=list(self.failures), notes=list(self.notes),
                            faults=self.faults, seconds=time.monotonic() - self.t0)
         return self.result
+
+    def recoveries(self):
+        """Each recovery monitor's seconds (None: it did not recover, which fails the trial)."""
+        recov = {}
+        for label, fut in self.monitors:
+            try:
+                recov[label] = fut.result(timeout=300)
+            except Exception as e:  # noqa: BLE001
+                recov[label] = None
+                self.notes.append(f"recovery monitor {label} failed: {e}")
+            if recov[label] is None:
+                self.failures.append(f"{label} did not recover in time")
+        return recov
 
     def acked_of(self, d, inp):
         """Packets of the drone that ingest acknowledged: all of them when send succeeded, else
@@ -1786,15 +1790,7 @@ class Harness:
                 trial.failures.append(f"drone {d}: {diff} flights differ from the reference block's, shifted "
                                       f"({len(mine)} flights, {len(want)} expected), {bad_ids} with a wrong id")
         http = trial.http_after - trial.http_before
-        recov = {}
-        for label, fut in trial.monitors:
-            try:
-                recov[label] = fut.result(timeout=300)
-            except Exception as e:  # noqa: BLE001
-                recov[label] = None
-                trial.notes.append(f"recovery monitor {label} failed: {e}")
-            if recov[label] is None:
-                trial.failures.append(f"{label} did not recover in time")
+        recov = trial.recoveries()
         crashed = {(role, idx) for at, role, idx, rc, last in dep.crashes}
         for at, role, idx, rc, last in dep.crashes:
             trial.failures.append(f"{role}-{idx} exited by itself {at - trial.t0:.0f}s into the soak "
