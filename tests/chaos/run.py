@@ -945,14 +945,14 @@ class Trial:
                     f"WHERE drone_id IN ({ids})) t GROUP BY drone_id", timeout=60)
         return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
-    def _flights(self):
+    def _flights(self, timeout=60):
         ids = ",".join(f"'{d}'" for _, d, _ in self.drones)
         rows = psql(self.dep.db_url,
                     "SELECT drone_id, id, (extract(epoch FROM start_ts) * 1000000)::bigint, "
                     "(extract(epoch FROM end_ts) * 1000000)::bigint, packet_count, analytics_status, "
                     "coalesce(computed_metrics::text, 'null'), concat_ws('|', duration_s, total_mah, energy_wh, "
                     "min_voltage, max_current, distance_m, bbox::text) "
-                    f"FROM flights WHERE drone_id IN ({ids}) ORDER BY drone_id, start_ts", timeout=60)
+                    f"FROM flights WHERE drone_id IN ({ids}) ORDER BY drone_id, start_ts", timeout=timeout)
         out = collections.defaultdict(list)
         for d, fid, s, e, n, status, metrics, cols in rows:
             out[d].append(dict(id=fid, start=int(s), end=int(e), packets=int(n), status=status,
@@ -1741,7 +1741,7 @@ class Harness:
         prev = None
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # analytics of the last flights; stable twice in a row
-            fl = self._soak_flights(dep, ids)
+            fl = trial._flights(timeout=120)
             if prev == fl and not any(f["status"] == "pending" for v in fl.values() for f in v):
                 break
             prev = fl
@@ -1801,19 +1801,6 @@ class Harness:
                             retries=sum(s["retries"] for s in trial.summaries.values()), recovery=recov,
                             ok=False, failures=trial.failures, notes=trial.notes, faults=trial.faults,
                             seconds=time.monotonic() - trial.t0)
-
-    def _soak_flights(self, dep, ids):
-        rows = psql(dep.db_url,
-                    "SELECT drone_id, id, (extract(epoch FROM start_ts) * 1000000)::bigint, "
-                    "(extract(epoch FROM end_ts) * 1000000)::bigint, packet_count, analytics_status, "
-                    "coalesce(computed_metrics::text, 'null'), concat_ws('|', duration_s, total_mah, energy_wh, "
-                    "min_voltage, max_current, distance_m, bbox::text) "
-                    f"FROM flights WHERE drone_id IN ({ids}) ORDER BY drone_id, start_ts", timeout=120)
-        out = collections.defaultdict(list)
-        for d, fid, s, e, n, status, metrics, cols in rows:
-            out[d].append(dict(id=fid, start=int(s), end=int(e), packets=int(n), status=status,
-                               metrics=json.loads(metrics), cols=cols))
-        return dict(out)
 
     def soak_memory(self, trial, mem):
         """Flat memory: in every process life of 10 minutes or more, the median anonymous RSS of its
