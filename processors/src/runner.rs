@@ -4,7 +4,8 @@
 //! shutdown, so a processor only sees decoded batches. Offsets are stored (and committed to
 //! Kafka) only after [`Processor::handle`] returned `Ok`, so a crash re-delivers at most the
 //! batch in flight; processors that need exactly-once effect fence those redeliveries with the
-//! offsets they store in their own transaction (see [`OffsetSeeds`]).
+//! offsets they store in their own transaction (see [`OffsetSeeds`]); for those, what is
+//! committed to Kafka never passes what they stored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -103,6 +104,12 @@ pub trait Processor: Send + 'static {
 
     /// Called every [`Processor::tick_interval`], between batches.
     fn on_tick(&mut self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Called once on shutdown, after the last batch and before the final offset commit, while
+    /// the partitions are still assigned. A failure is logged; the restart replays what it left.
+    fn on_shutdown(&mut self) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
 
@@ -345,7 +352,17 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
         watchdog.progressed();
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &next_offsets {
-            offsets.add_partition_offset(&config.topic, *partition, Offset::Offset(*next))?;
+            // Kafka's committed offset never passes the processor's own store, which may move
+            // later than its batches (the sessionizer snapshots at most once a second): a member
+            // that starts a partition from it must not skip what that store lacks.
+            let next = match &seeds {
+                Some(seeds) => match seeds.get(*partition) {
+                    Some(stored) => stored.min(*next),
+                    None => continue,
+                },
+                None => *next,
+            };
+            offsets.add_partition_offset(&config.topic, *partition, Offset::Offset(next))?;
         }
         if let Err(error) = consumer.store_offsets(&offsets) {
             // Partitions revoked meanwhile refuse the store; their new owner resumes correctly.
@@ -353,6 +370,9 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
         }
     }
 
+    if let Err(error) = processor.on_shutdown().await {
+        tracing::warn!(group = %config.group_id, %error, "processor could not save its state on shutdown");
+    }
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(error) => tracing::warn!(%error, "final offset commit failed"),

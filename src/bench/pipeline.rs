@@ -36,9 +36,10 @@
 //! **Lag.** Every second (every 250 ms while draining), for each consumer group: the high
 //! watermarks of its topic's partitions minus the group's next offsets, summed over partitions.
 //! The store and sessionizer groups keep their offsets in PostgreSQL (`consumer_offsets`, written
-//! with their data), which is what is read for them. The live and analytics groups keep theirs
-//! only in Kafka, committed every second, so their lag reads up to about one second of traffic
-//! high. `end` is the lag when the load stopped (the last request answered); `drained_after_s` is
+//! with their data), which is what is read for them; the sessionizer's move with its snapshots,
+//! at most about a second behind what it has read. The live and analytics groups keep theirs
+//! only in Kafka, committed every second. So those three lags read up to about one second of
+//! traffic high. `end` is the lag when the load stopped (the last request answered); `drained_after_s` is
 //! how long after that the group first stood at 0 (null if not within `--drain-timeout-s`). The
 //! groups are shared by every deployment on the same topics, so another one's traffic counts too.
 //!
@@ -49,6 +50,9 @@
 //! that does not walk page tables).
 //! `max` is over the run, `end` the last sample (after the drain). `loadavg_after` is read when
 //! the load stopped.
+//!
+//! **CPU.** `cpu_cores` is each service's user + system time from the first send to the last
+//! answer, over that wall time: where the box's cores went (2.0 is all of a 2-core box).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,6 +134,9 @@ pub struct PipelineReport {
     pub unseen: Unseen,
     pub lag: BTreeMap<&'static str, GroupLag>,
     pub rss_mib: BTreeMap<String, Rss>,
+    /// CPU each service used while the load was offered (first send to last answer), in cores:
+    /// user + system time over wall time, from `/proc/<pid>/stat` (`bench` is this process).
+    pub cpu_cores: BTreeMap<String, f64>,
     pub loadavg_before: [f64; 3],
     pub loadavg_after: [f64; 3],
     /// The store poll's mean period actually achieved (the resolution of `store_*`).
@@ -242,6 +249,7 @@ pub async fn bench_pipeline(
         finished_requests: AtomicU64::default(),
         errors: Mutex::default(),
     });
+    let cpu_before = processes.cpu_seconds();
     let started = Instant::now();
     let epoch_us = chrono::Utc::now().timestamp_micros();
     let give_up_at = started + plan.period.mul_f64(plan.sends as f64 + 1.0) + secs(options.drain_timeout_s);
@@ -274,6 +282,7 @@ pub async fn bench_pipeline(
     let mut sample_every = sampling(Duration::from_secs(1));
     let mut last_progress = (Instant::now(), 0u64);
     let mut load_end: Option<(Instant, [f64; 3])> = None;
+    let mut cpu_after = None;
     loop {
         tokio::select! {
             joined = senders.join_next(), if load_end.is_none() => match joined {
@@ -281,6 +290,7 @@ pub async fn bench_pipeline(
                 None => {
                     let now = Instant::now();
                     load_end = Some((now, loadavg()));
+                    cpu_after = Some(processes.cpu_seconds());
                     eprintln!("pipeline: load done after {:.1} s; draining", started.elapsed().as_secs_f64());
                     let sample = sample_lag(&kafka, &pool, &groups).await;
                     lags.add(&sample, Some(now), true, now);
@@ -316,6 +326,7 @@ pub async fn bench_pipeline(
                 }
                 let now = Instant::now();
                 load_end = Some((now, loadavg()));
+                cpu_after = Some(processes.cpu_seconds());
                 break;
             }
         }
@@ -350,6 +361,14 @@ pub async fn bench_pipeline(
         unseen.sse += views[View::Sse as usize].queue.len() as u64;
     }
     let load_seconds = load_end_at.duration_since(started).as_secs_f64();
+    let cpu_cores = cpu_after
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, after)| {
+            let before = cpu_before.get(&name).copied().unwrap_or(0.0);
+            (name, round((after - before).max(0.0) / load_seconds, 3))
+        })
+        .collect();
     let errors = shared.errors.lock().expect("errors").clone();
     let requests = std::mem::take(&mut *shared.requests.lock().expect("requests"));
     let ms = |value: Option<f64>| value.map(|v| round(v, 3));
@@ -380,6 +399,7 @@ pub async fn bench_pipeline(
         unseen,
         lag: lags.report(),
         rss_mib: memory.report(),
+        cpu_cores,
         loadavg_before,
         loadavg_after,
         poll_ms: round(poll_ms, 3),
@@ -1315,6 +1335,44 @@ impl ProcessProbe {
         }
         sample
     }
+}
+
+impl ProcessProbe {
+    /// CPU seconds (user + system) so far per name: the tracked processes, `bench` (this
+    /// process) and `postgres` — every PostgreSQL process now plus what the exited ones used
+    /// (the postmaster's reaped children), so backends that came and went are counted.
+    fn cpu_seconds(&self) -> BTreeMap<String, f64> {
+        // SAFETY: sysconf only reads a constant of the system.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let mut seconds = BTreeMap::new();
+        for (name, pid) in &self.tracked {
+            if let Some((own, _)) = cpu_ticks(*pid) {
+                seconds.insert(name.clone(), own as f64 / ticks);
+            }
+        }
+        if let Some((own, _)) = cpu_ticks(std::process::id()) {
+            seconds.insert("bench".to_owned(), own as f64 / ticks);
+        }
+        let mut postgres = None::<u64>;
+        for (pid, _, _) in processes().filter(|(_, service, _)| *service == Service::Postgres) {
+            let Some((own, reaped)) = cpu_ticks(pid) else { continue };
+            // Only the postmaster's reaped children are its backends; a backend reaps none.
+            *postgres.get_or_insert(0) += own + reaped;
+        }
+        if let Some(total) = postgres {
+            seconds.insert("postgres".to_owned(), total as f64 / ticks);
+        }
+        seconds
+    }
+}
+
+/// `(utime + stime, cutime + cstime)` of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command, which is in parentheses and may itself contain them.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    Some((field(14)? + field(15)?, field(16)? + field(17)?))
 }
 
 /// Every process of a known service: `(pid, service, cmdline)`.

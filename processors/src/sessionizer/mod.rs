@@ -1,16 +1,21 @@
 //! The `sessionizer` group: flights out of the telemetry log (CONTRACT.md §3).
 //!
 //! [`machine`] is the rule as a pure state machine; this module is its Kafka shell. One machine
-//! per owned partition (a drone's packets all live in one partition). Each batch runs on a copy
-//! of the touched partitions' state; the flights it closes are appended to `flights.v1` (and
-//! acknowledged), then the new state is snapshotted into `consumer_offsets.state` with the
-//! offset it is valid at, in one transaction, and only then replaces the old state. So:
+//! per owned partition (a drone's packets all live in one partition), fed in place. The flights a
+//! step closes wait in an outbox until `flights.v1` acknowledges them; the state is snapshotted
+//! into `consumer_offsets.state` with the offset it is valid at, in one transaction, after every
+//! step that closed a flight and otherwise at most once a second (the snapshot is the whole
+//! partition state: per batch it cost more than the flight rule itself). So:
 //!
-//! - after `kill -9` at any point, the restored snapshot plus the replay from its offset rebuild
-//!   exactly the state an uninterrupted run would have: no flight lost, split or duplicated in
-//!   effect, and ids equal (they depend only on drone and start ts);
+//! - after `kill -9` at any point, the restored snapshot plus the replay from its offset (at most
+//!   about a second of the log) rebuild exactly the state an uninterrupted run would have: no
+//!   flight lost, split or duplicated in effect, and ids equal (they depend only on drone and
+//!   start ts). Only packets decide the flights of a replayed stretch: a silent close depends on
+//!   the clock, and is snapshotted at once;
 //! - a crash between the append and the snapshot appends the same `FlightClosed` again on
-//!   replay; analytics is idempotent per flight id, so the effect is once.
+//!   replay; analytics is idempotent per flight id, so the effect is once;
+//! - a failed step keeps its outbox and its advanced state; the runner retries the batch, whose
+//!   records are then below `next_offset`, so only the commit is done again.
 //!
 //! Silent drones are closed on a wall clock that cannot run ahead of the log: the newest
 //! `received_at` read on the partition, or the local clock once the partition has delivered
@@ -19,7 +24,7 @@
 
 pub mod machine;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
@@ -45,6 +50,11 @@ const CAUGHT_UP_AFTER: Duration = Duration::from_secs(2);
 /// the quiet time of every partition starts again when it ends.
 const STALL: Duration = Duration::from_millis(500);
 
+/// A partition whose state changed without closing a flight is snapshotted at most this often:
+/// the snapshot (the whole partition state, in PostgreSQL) is the costly part of a step, and
+/// what a crash loses of it is replayed from the log.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
 /// The machine of one partition plus what the silent-drone rule needs; this is the snapshot.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct PartitionState {
@@ -60,6 +70,13 @@ struct PartitionState {
     last_read: Option<Instant>,
 }
 
+/// A closed flight not yet acknowledged by `flights.v1`, with the `traceparent` of the packet
+/// that closed it (none for a silent close, or when tracing is off).
+struct Pending {
+    flight: ClosedFlight,
+    context: Option<String>,
+}
+
 /// The topic the sessionizer reads and the one it appends flights to.
 pub struct Topics {
     pub telemetry: String,
@@ -73,6 +90,15 @@ pub struct SessionizerProcessor {
     producer: FutureProducer,
     rule: FlightRule,
     partitions: HashMap<i32, PartitionState>,
+    /// Closed flights still to append; kept across a failed step, so its retry sends them.
+    outbox: Vec<Pending>,
+    /// Partitions whose state changed since their last snapshot.
+    dirty: BTreeSet<i32>,
+    /// A step closed a flight: snapshot at its end, whatever the interval (a silent close
+    /// depends on the clock, so it must not be decided again on replay).
+    snapshot_now: bool,
+    last_snapshot: Instant,
+    /// The snapshotted offsets (never the in-memory ones: a partition restarts from its snapshot).
     seeds: OffsetSeeds,
     /// When the last stall (a failed or long step) ended: no partition counts as quiet for the
     /// time the consumer was not reading (a sink outage must not make every drone look silent).
@@ -98,16 +124,20 @@ impl SessionizerProcessor {
             producer,
             rule,
             partitions: HashMap::new(),
+            outbox: Vec::new(),
+            dirty: BTreeSet::new(),
+            snapshot_now: false,
+            last_snapshot: Instant::now(),
             seeds,
             stalled_until: None,
             failing: false,
         })
     }
 
-    /// The partition's state: in memory, else its snapshot, else empty.
-    async fn state(&mut self, partition: i32) -> Result<PartitionState> {
-        if let Some(state) = self.partitions.get(&partition) {
-            return Ok(state.clone());
+    /// Makes sure the partition's state is in memory: else its snapshot, else empty.
+    async fn load(&mut self, partition: i32) -> Result<()> {
+        if self.partitions.contains_key(&partition) {
+            return Ok(());
         }
         let row = self.offsets.snapshot(&self.pool, partition).await?;
         let state = match row {
@@ -123,20 +153,27 @@ impl SessionizerProcessor {
         };
         // Counts as "just read" so the local clock is trusted only once the partition has been
         // quiet for a while: right after a restart there may be a backlog to catch up on.
-        Ok(PartitionState { last_read: Some(Instant::now()), ..state })
+        self.partitions.insert(partition, PartitionState { last_read: Some(Instant::now()), ..state });
+        Ok(())
     }
 
-    /// Appends the flights, then snapshots the states, then adopts them. `contexts` holds the
-    /// `traceparent` of the packet that closed a flight (by flight id), which its `FlightClosed`
-    /// carries on so analytics continues that packet's trace (empty when tracing is off).
-    async fn commit(
-        &mut self,
-        states: BTreeMap<i32, PartitionState>,
-        closed: Vec<ClosedFlight>,
-        contexts: &HashMap<Uuid, String>,
-    ) -> Result<()> {
+    /// Ends a step: appends the pending flights (acknowledged), then snapshots the changed
+    /// partitions if a flight opened or closed or the interval is up. Whatever fails is kept
+    /// (outbox, dirty set) for the retry.
+    async fn commit(&mut self) -> Result<()> {
+        if !self.outbox.is_empty() {
+            self.append_flights().await?;
+            self.snapshot_now = true;
+        }
+        if !self.dirty.is_empty() && (self.snapshot_now || self.last_snapshot.elapsed() >= SNAPSHOT_EVERY) {
+            self.snapshot().await?;
+        }
+        Ok(())
+    }
+
+    async fn append_flights(&mut self) -> Result<()> {
         let rule = self.rule;
-        let sends = closed.iter().map(|flight| {
+        let sends = self.outbox.iter().map(|Pending { flight, context }| {
             let event = FlightEvent::Closed(FlightClosed {
                 flight_id: flight.flight_id,
                 drone_id: flight.drone_id,
@@ -151,7 +188,7 @@ impl SessionizerProcessor {
             let key = flight.drone_id.to_string();
             let producer = self.producer.clone();
             let topic = self.flights_topic.clone();
-            let traceparent = flight_context(flight, contexts);
+            let traceparent = flight_context(flight, context.as_deref());
             async move {
                 let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
                 if let Some(value) = &traceparent {
@@ -164,20 +201,27 @@ impl SessionizerProcessor {
             }
         });
         try_join_all(sends).await?;
-        for flight in &closed {
+        for Pending { flight, .. } in self.outbox.drain(..) {
             tracing::info!(flight_id = %flight.flight_id, drone_id = %flight.drone_id, packets = flight.packet_count, "flight closed");
         }
+        Ok(())
+    }
 
+    /// Each changed partition's state with the offset it is valid at, in one transaction; only
+    /// then do the seeds move (a partition assigned again resumes from its snapshot).
+    async fn snapshot(&mut self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (partition, state) in &states {
+        for partition in &self.dirty {
+            let state = &self.partitions[partition];
             let snapshot = serde_json::to_value(state).map_err(|e| Error::Fatal(format!("snapshot: {e}")))?;
             self.offsets.save_snapshot(&mut tx, *partition, state.next_offset, &snapshot).await?;
         }
         tx.commit().await?;
-        for (partition, state) in states {
-            self.seeds.set(partition, state.next_offset);
-            self.partitions.insert(partition, state);
+        for partition in std::mem::take(&mut self.dirty) {
+            self.seeds.set(partition, self.partitions[&partition].next_offset);
         }
+        self.snapshot_now = false;
+        self.last_snapshot = Instant::now();
         Ok(())
     }
 }
@@ -192,80 +236,81 @@ impl SessionizerProcessor {
         self.failing = result.is_err();
     }
 
-    /// Whether a partition last read at `last_read` has been quiet long enough, counting only
-    /// the time since the last stall, for the local clock to be trusted.
-    fn caught_up(&self, last_read: Option<Instant>) -> bool {
-        let quiet_since = last_read.max(self.stalled_until);
-        quiet_since.is_some_and(|since| since.elapsed() >= CAUGHT_UP_AFTER)
-    }
-
+    /// Feeds the batch to the machines in place. A retried batch (the last commit failed) finds
+    /// its records below `next_offset` and only commits again.
     async fn apply(&mut self, batch: &Batch<TelemetryHead>) -> Result<()> {
-        let mut states = BTreeMap::new();
         for partition in batch.next_offsets.keys() {
-            states.insert(*partition, self.state(*partition).await?);
+            self.load(*partition).await?;
         }
-        let mut closed = Vec::new();
-        let mut contexts = HashMap::new();
         let now = Instant::now();
+        let traced = telemetry::enabled();
         for message in &batch.messages {
-            let state = states.get_mut(&message.partition).expect("state of every batch partition");
+            let state = self.partitions.get_mut(&message.partition).expect("state of every batch partition");
             if message.offset < state.next_offset {
-                continue; // already in the restored snapshot
+                continue; // already in this state
             }
             let record = &message.record;
             state.last_seen_us.insert(record.drone_id, record.received_at_us);
             state.newest_received_us = state.newest_received_us.max(record.received_at_us);
             state.last_read = Some(now);
-            let closed_before = closed.len();
-            closed.extend(state.machine.on_packet(
+            state.next_offset = message.offset + 1;
+            let closed = state.machine.on_packet(
                 record.drone_id,
                 record.ts_us,
                 record.throttle,
                 message.partition,
                 message.offset,
-            ));
-            if telemetry::enabled() {
-                if let Some(traceparent) = &message.traceparent {
-                    for flight in &closed[closed_before..] {
-                        contexts.insert(flight.flight_id, traceparent.clone());
-                    }
-                }
+            );
+            self.dirty.insert(message.partition);
+            if let Some(flight) = closed {
+                let context = if traced { message.traceparent.clone() } else { None };
+                self.outbox.push(Pending { flight, context });
             }
         }
         for (partition, next) in &batch.next_offsets {
-            let state = states.get_mut(partition).expect("state of every batch partition");
-            state.next_offset = state.next_offset.max(*next);
+            let state = self.partitions.get_mut(partition).expect("state of every batch partition");
+            if *next > state.next_offset {
+                state.next_offset = *next;
+                self.dirty.insert(*partition);
+            }
         }
-        self.commit(states, closed, &contexts).await
+        self.commit().await
     }
 
     /// The silent-drone rule.
     async fn close_silent(&mut self) -> Result<()> {
         let local_now = chrono::Utc::now().timestamp_micros();
-        let mut states = BTreeMap::new();
-        let mut closed = Vec::new();
-        for (partition, state) in &self.partitions {
-            let caught_up = self.caught_up(state.last_read);
-            let clock = if caught_up { local_now.max(state.newest_received_us) } else { state.newest_received_us };
-            let mut next = state.clone();
-            let silent = next.machine.close_silent(clock, |drone| state.last_seen_us.get(drone).copied());
-            let had_open = state.machine.open_flights().count() != next.machine.open_flights().count();
-            if had_open {
-                closed.extend(silent);
-                states.insert(*partition, next);
+        for (partition, state) in &mut self.partitions {
+            let clock = if caught_up(state.last_read, self.stalled_until) {
+                local_now.max(state.newest_received_us)
+            } else {
+                state.newest_received_us
+            };
+            let open_before = state.machine.open_flights().count();
+            let PartitionState { machine, last_seen_us, .. } = state;
+            let closed = machine.close_silent(clock, |drone| last_seen_us.get(drone).copied());
+            if machine.open_flights().count() != open_before {
+                self.dirty.insert(*partition);
+                self.snapshot_now = true;
+                // No packet closed these: their analytics start a trace of their own.
+                self.outbox.extend(closed.into_iter().map(|flight| Pending { flight, context: None }));
             }
         }
-        if states.is_empty() {
-            return Ok(());
-        }
-        // No packet closed these: their analytics start a trace of their own.
-        self.commit(states, closed, &HashMap::new()).await
+        // Also snapshots what the last batches changed once the interval is up.
+        self.commit().await
     }
+}
+
+/// Whether a partition last read at `last_read` has been quiet long enough, counting only the
+/// time since the last stall, for the local clock to be trusted.
+fn caught_up(last_read: Option<Instant>, stalled_until: Option<Instant>) -> bool {
+    let quiet_since = last_read.max(stalled_until);
+    quiet_since.is_some_and(|since| since.elapsed() >= CAUGHT_UP_AFTER)
 }
 
 /// The context a flight's `FlightClosed` carries: a `sessionizer.flight_closed` span in the
 /// closing packet's trace (so the trace shows the close), or none when tracing is off.
-fn flight_context(flight: &ClosedFlight, contexts: &HashMap<Uuid, String>) -> Option<String> {
+fn flight_context(flight: &ClosedFlight, closing_packet: Option<&str>) -> Option<String> {
     if !telemetry::enabled() {
         return None;
     }
@@ -277,7 +322,7 @@ fn flight_context(flight: &ClosedFlight, contexts: &HashMap<Uuid, String>) -> Op
         messaging.kafka.partition = flight.partition,
         flightline.last_offset = flight.last_offset,
     );
-    telemetry::context::set_parent(&span, contexts.get(&flight.flight_id).map(String::as_str));
+    telemetry::context::set_parent(&span, closing_packet);
     telemetry::context::traceparent_of(&span)
 }
 
@@ -295,20 +340,26 @@ impl Processor for SessionizerProcessor {
         // Loaded now, not at the first record, so a drone that went silent while this group
         // was down still has its flight closed.
         for partition in partitions {
-            if !self.partitions.contains_key(partition) {
-                let state = self.state(*partition).await?;
-                self.partitions.insert(*partition, state);
-            }
+            self.load(*partition).await?;
         }
         Ok(())
     }
 
     async fn on_revoke(&mut self, partitions: &[i32]) -> Result<()> {
-        // Their snapshots are current; the new owner restores them.
+        // Not snapshotted now: the partition may already be another member's, whose snapshot
+        // must not be overwritten by an older state. What changed since the last snapshot is
+        // replayed by the new owner (the seeds and Kafka's committed offset never pass it).
         for partition in partitions {
             self.partitions.remove(partition);
+            self.dirty.remove(partition);
         }
         Ok(())
+    }
+
+    async fn on_shutdown(&mut self) -> Result<()> {
+        // The partitions are still ours: snapshot what changed, so a restart replays nothing.
+        self.snapshot_now = true;
+        self.commit().await
     }
 
     async fn on_tick(&mut self) -> Result<()> {
