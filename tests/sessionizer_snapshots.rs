@@ -137,10 +137,10 @@ async fn a_close_is_snapshotted_at_once_and_shutdown_saves_the_rest() {
     let mut restarted = setup.processor(setup.db.connect().await).await;
     assert_eq!(seed(&restarted), Some(300));
     restarted.handle(&log.batch(250..400)).await.unwrap();
-    let last = log.batch(400..401);
     let mut closing = log.batch(400..401);
-    closing.messages[0].record.ts_us = last.messages[0].record.ts_us + 20_000_000;
-    closing.messages[0].record.received_at_us = closing.messages[0].record.ts_us;
+    let record = &mut closing.messages[0].record;
+    record.ts_us += 20_000_000;
+    record.received_at_us = record.ts_us;
     restarted.handle(&closing).await.unwrap();
     let both = setup.flights(2).await;
     assert_eq!(both[1].packet_count, 200, "offsets 200..400: {:?}", both[1]);

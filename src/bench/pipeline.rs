@@ -1335,9 +1335,7 @@ impl ProcessProbe {
         }
         sample
     }
-}
 
-impl ProcessProbe {
     /// CPU seconds (user + system) so far per name: the tracked processes, `bench` (this
     /// process) and `postgres` — every PostgreSQL process now plus what the exited ones used
     /// (the postmaster's reaped children), so backends that came and went are counted.

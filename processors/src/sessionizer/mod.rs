@@ -158,7 +158,7 @@ impl SessionizerProcessor {
     }
 
     /// Ends a step: appends the pending flights (acknowledged), then snapshots the changed
-    /// partitions if a flight opened or closed or the interval is up. Whatever fails is kept
+    /// partitions if a flight closed or the interval is up. Whatever fails is kept
     /// (outbox, dirty set) for the retry.
     async fn commit(&mut self) -> Result<()> {
         if !self.outbox.is_empty() {
@@ -253,7 +253,6 @@ impl SessionizerProcessor {
             state.last_seen_us.insert(record.drone_id, record.received_at_us);
             state.newest_received_us = state.newest_received_us.max(record.received_at_us);
             state.last_read = Some(now);
-            state.next_offset = message.offset + 1;
             let closed = state.machine.on_packet(
                 record.drone_id,
                 record.ts_us,
@@ -261,12 +260,13 @@ impl SessionizerProcessor {
                 message.partition,
                 message.offset,
             );
-            self.dirty.insert(message.partition);
             if let Some(flight) = closed {
                 let context = if traced { message.traceparent.clone() } else { None };
                 self.outbox.push(Pending { flight, context });
             }
         }
+        // Moves past every record applied above (and those dead-lettered): a partition changed
+        // exactly when its offset moved.
         for (partition, next) in &batch.next_offsets {
             let state = self.partitions.get_mut(partition).expect("state of every batch partition");
             if *next > state.next_offset {
