@@ -178,3 +178,30 @@ async fn a_crash_between_snapshots_replays_from_the_seed_to_the_same_flight() {
     assert_eq!(flight.flight_id, schemas::flight_id(log.drone_id, log.head(0).ts_us));
     setup.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_snapshot_never_replaces_a_newer_one() {
+    let setup = Setup::new().await;
+    let log = Log { drone_id: Uuid::new_v4(), start_us: testkit::past_ms() * 1000, gap_at: 1000 };
+    // Both were assigned the partition when nothing was stored; the second has it now.
+    let mut old = setup.processor(setup.db.connect().await).await;
+    let mut owner = setup.processor(setup.db.connect().await).await;
+    owner.handle(&log.batch(0..300)).await.unwrap();
+    owner.on_shutdown().await.unwrap();
+    assert_eq!(setup.snapshot_offset().await, Some(300));
+
+    // The member that lost the partition in a rebalance finishes a batch it had fetched before.
+    old.handle(&log.batch(0..200)).await.unwrap();
+    old.on_shutdown().await.unwrap();
+    assert_eq!(setup.snapshot_offset().await, Some(300), "the older state must not replace the newer");
+    assert!(seed(&old) <= Some(300));
+
+    // The next owner restores the newest state and resumes where it is valid.
+    let mut next = setup.processor(setup.db.connect().await).await;
+    assert_eq!(seed(&next), Some(300));
+    next.handle(&log.batch(250..1001)).await.unwrap();
+    let flight = setup.flights(1).await.remove(0);
+    assert_eq!(flight.packet_count, 1000, "{flight:?}");
+    assert_eq!(flight.end_ts_us, log.head(999).ts_us);
+    setup.cleanup().await;
+}

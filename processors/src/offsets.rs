@@ -91,7 +91,11 @@ impl OffsetKey {
     }
 
     /// Replaces a partition's offset and state snapshot inside the caller's transaction (the
-    /// snapshot is valid exactly at that offset, so both move together, also backwards).
+    /// snapshot is valid exactly at that offset, so both move together), unless a newer one is
+    /// stored: a member that lost the partition in a rebalance may still finish a batch of it,
+    /// and its older snapshot must not set the offset back below another member's seed (that
+    /// member would resume past the restored state and skip the difference). The state at an
+    /// offset is the same whoever computed it: it depends only on the log.
     pub async fn save_snapshot(
         &self,
         tx: &mut PgConnection,
@@ -103,7 +107,8 @@ impl OffsetKey {
             "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, state)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (group_id, topic, partition) DO UPDATE
-             SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()",
+             SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()
+             WHERE consumer_offsets.next_offset <= EXCLUDED.next_offset",
         )
         .bind(&self.group_id)
         .bind(&self.topic)

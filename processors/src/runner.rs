@@ -260,6 +260,9 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
     tracing::info!(group = %config.group_id, topic = %config.topic, "processor started");
     register_counters(&config);
 
+    // A message received by the poll that also ran a rebalance callback, held for the next
+    // batch: it belongs to the new assignment, whose events must reach the processor first.
+    let mut carried: Option<RawMessage> = None;
     loop {
         while let Ok(event) = events_rx.try_recv() {
             match event {
@@ -273,39 +276,42 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
                 }
             }
         }
-        let first = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            _ = tick.tick() => {
-                let mut backoff = Backoff::default();
-                while let Err(error) = processor.on_tick().await {
-                    backoff.wait_or_fail(error, &shutdown).await?;
-                }
-                continue;
-            }
-            _ = watch.tick() => {
-                if watchdog.stuck(&consumer, &config, &seeds).await {
-                    metrics::counter!("flightline_processor_consumer_restarts_total", "group" => config.group_id.clone())
-                        .increment(1);
-                    // The processor gives up what the old member held (the new one is assigned
-                    // afresh); the old member's own rebalance events go to a channel nobody reads.
-                    let held = assigned_partitions(&consumer);
-                    if !held.is_empty() {
-                        processor.on_revoke(&held).await?;
+        let first = match carried.take() {
+            Some(message) => Ok(message),
+            None => tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let mut backoff = Backoff::default();
+                    while let Err(error) = processor.on_tick().await {
+                        backoff.wait_or_fail(error, &shutdown).await?;
                     }
-                    let (fresh, fresh_events) = subscribe(&config, &seeds)?;
-                    let old = std::mem::replace(&mut consumer, fresh);
-                    events_rx = fresh_events;
-                    // Closing a wedged client can block: never on an async worker.
-                    tokio::task::spawn_blocking(move || {
-                        old.unsubscribe();
-                        drop(old);
-                    });
-                    watchdog = Watchdog::new();
+                    continue;
                 }
-                continue;
-            }
-            message = consumer.recv() => message,
+                _ = watch.tick() => {
+                    if watchdog.stuck(&consumer, &config, &seeds).await {
+                        metrics::counter!("flightline_processor_consumer_restarts_total", "group" => config.group_id.clone())
+                            .increment(1);
+                        // The processor gives up what the old member held (the new one is assigned
+                        // afresh); the old member's own rebalance events go to a channel nobody reads.
+                        let held = assigned_partitions(&consumer);
+                        if !held.is_empty() {
+                            processor.on_revoke(&held).await?;
+                        }
+                        let (fresh, fresh_events) = subscribe(&config, &seeds)?;
+                        let old = std::mem::replace(&mut consumer, fresh);
+                        events_rx = fresh_events;
+                        // Closing a wedged client can block: never on an async worker.
+                        tokio::task::spawn_blocking(move || {
+                            old.unsubscribe();
+                            drop(old);
+                        });
+                        watchdog = Watchdog::new();
+                    }
+                    continue;
+                }
+                message = consumer.recv() => message.map(owned),
+            },
         };
         let first = match first {
             Ok(message) => message,
@@ -317,10 +323,22 @@ pub async fn run<P: Processor>(config: RunnerConfig, mut processor: P, shutdown:
             }
         };
         watchdog.progressed();
-        let mut raw = vec![owned(first)];
+        // A batch never spans a rebalance: the processor sees the assignment change between the
+        // messages fetched before it and those fetched after (which may repeat offsets the old
+        // state already had, from the partition's restored position). Mixed in one batch, the
+        // sessionizer applied the new messages to the state it was about to drop.
+        if !events_rx.is_empty() {
+            carried = Some(first);
+            continue;
+        }
+        let mut raw = vec![first];
         let deadline = tokio::time::Instant::now() + config.batch_wait;
         while raw.len() < config.batch_max {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(message)) if !events_rx.is_empty() => {
+                    carried = Some(owned(message));
+                    break;
+                }
                 Ok(Ok(message)) => raw.push(owned(message)),
                 Ok(Err(error)) => {
                     consumer_error(&config, error)?;

@@ -346,9 +346,10 @@ impl Processor for SessionizerProcessor {
     }
 
     async fn on_revoke(&mut self, partitions: &[i32]) -> Result<()> {
-        // Not snapshotted now: the partition may already be another member's, whose snapshot
-        // must not be overwritten by an older state. What changed since the last snapshot is
-        // replayed by the new owner (the seeds and Kafka's committed offset never pass it).
+        // Not snapshotted now: the partition may already be another member's (a snapshot never
+        // replaces a newer one anyway). What changed since the last snapshot is replayed by the
+        // new owner (the seeds and Kafka's committed offset never pass it). The runner calls
+        // this before any message fetched after the rebalance, so none meets the dropped state.
         for partition in partitions {
             self.partitions.remove(partition);
             self.dirty.remove(partition);
