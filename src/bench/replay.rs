@@ -8,9 +8,14 @@
 //! - the sessionizer replay over the whole topic with `--dry-run`: reading, decoding and re-cutting
 //!   every packet and comparing with the (empty) flights table — the re-sessionizing path, without
 //!   the analysis of the flights it finds;
-//! - the store replay over the whole topic into the empty `telemetry_raw`: every row restored.
+//! - the store replay over the whole topic into the empty `telemetry_raw`: every row restored;
+//! - the store *group* draining the whole topic as a backlog into `telemetry_raw` (emptied
+//!   again): the `flightline process store` role's own runner and `Store`, with its configured
+//!   batch settings, hosted in the bench process. Timed from its first stored offset to its last
+//!   (the group's join, a few seconds, is reported apart): the rows/s a store that fell behind
+//!   catches up at.
 //!
-//! Prints one JSON object: packets, and messages/s of each replay.
+//! Prints one JSON object: packets, and messages/s of each replay and of the drain.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +68,11 @@ pub struct ReplayBenchReport {
     pub store_rows_restored: u64,
     pub store_s: f64,
     pub store_rows_per_s: f64,
+    /// The store group: from its start until it stored its first offset (joining the group).
+    pub drain_join_s: f64,
+    /// The store group: from its first stored offset to the last (all `packets`).
+    pub drain_s: f64,
+    pub drain_rows_per_s: f64,
 }
 
 pub async fn bench_replay(settings: &Settings, options: ReplayBenchOptions) -> anyhow::Result<ReplayBenchReport> {
@@ -84,7 +94,7 @@ pub async fn bench_replay(settings: &Settings, options: ReplayBenchOptions) -> a
         for outcome in created {
             outcome.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
         }
-        run_bench(&pool, kafka_ref, topic_ref, options_ref).await
+        run_bench(settings, &pool, kafka_ref, topic_ref, options_ref).await
     })
     .await;
     let _ = kafka_admin.delete_topics(&[&topic], &AdminOptions::new()).await;
@@ -92,6 +102,7 @@ pub async fn bench_replay(settings: &Settings, options: ReplayBenchOptions) -> a
 }
 
 async fn run_bench(
+    settings: &Settings,
     pool: &sqlx::PgPool,
     kafka: &rdkafka::ClientConfig,
     topic: &str,
@@ -123,6 +134,8 @@ async fn run_bench(
         "store replay restored {} rows",
         restore.rows_restored
     );
+    let drain = drain(settings, pool, kafka, topic, options.packets as i64).await?;
+    eprintln!("bench replay: store group drained {:.0} rows/s", drain.rows_per_s);
     Ok(ReplayBenchReport {
         packets: options.packets,
         drones: options.drones,
@@ -136,6 +149,89 @@ async fn run_bench(
         store_rows_restored: restore.rows_restored,
         store_s: round(restore.seconds, 3),
         store_rows_per_s: round(restore.rows_per_s, 0),
+        drain_join_s: round(drain.join_s, 2),
+        drain_s: round(drain.seconds, 3),
+        drain_rows_per_s: round(drain.rows_per_s, 0),
+    })
+}
+
+struct Drain {
+    join_s: f64,
+    seconds: f64,
+    rows_per_s: f64,
+}
+
+/// The store group over the whole topic as a backlog, into an emptied `telemetry_raw`.
+async fn drain(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+    kafka: &rdkafka::ClientConfig,
+    topic: &str,
+    packets: i64,
+) -> anyhow::Result<Drain> {
+    sqlx::query("TRUNCATE telemetry_raw").execute(pool).await?;
+    let group_id = "bench-drain-store";
+    let store_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(settings.store.pool_size)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await?;
+    let store = processors::store::Store::new(store_pool, group_id, topic).await?;
+    let consumer = settings.store.consumer();
+    let config = processors::RunnerConfig {
+        group_id: group_id.into(),
+        topic: topic.to_owned(),
+        dlq_topic: format!("{topic}.dlq"),
+        batch_max: consumer.batch_max,
+        batch_wait: Duration::from_millis(consumer.batch_wait_ms),
+        kafka: kafka.clone(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let mut runner = tokio::spawn(processors::run(config, store, shutdown.clone()));
+    let stored = || async {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT sum(next_offset)::bigint FROM consumer_offsets WHERE group_id = $1",
+        )
+        .bind(group_id)
+        .fetch_one(pool)
+        .await
+        .map(Option::unwrap_or_default)
+    };
+    // When rows were first seen stored, and how many: the rate counts only what came after.
+    let mut first: Option<(Instant, i64)> = None;
+    let mut last_report = Instant::now();
+    loop {
+        let now = stored().await?;
+        if now > 0 && first.is_none() {
+            first = Some((Instant::now(), now));
+        }
+        if now >= packets {
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!("bench replay: store group {now} of {packets} rows");
+            last_report = Instant::now();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the store group stored {now} of {packets} rows in 600 s"
+        );
+        tokio::select! {
+            result = &mut runner => anyhow::bail!("the store group stopped: {:?}", result?),
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let done = Instant::now();
+    shutdown.cancel();
+    runner.await??;
+    let (first, at_first) = first.unwrap_or((done, 0));
+    let seconds = (done - first).as_secs_f64();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_raw").fetch_one(pool).await?;
+    anyhow::ensure!(rows == packets, "the store group stored {rows} rows of {packets}");
+    Ok(Drain {
+        join_s: (first - started).as_secs_f64(),
+        seconds,
+        rows_per_s: (packets - at_first) as f64 / seconds.max(1e-9),
     })
 }
 
