@@ -205,3 +205,30 @@ async fn an_older_snapshot_never_replaces_a_newer_one() {
     assert_eq!(flight.end_ts_us, log.head(999).ts_us);
     setup.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_its_state_cannot_be_stored_no_flight_closes_on_the_local_clock() {
+    // PostgreSQL goes away while a drone flies: every tick fails (its snapshot cannot be written)
+    // and the runner retries it with backoff, reading nothing meanwhile, so the drone's next
+    // packets may be waiting in the log however long that lasts.
+    let setup = Setup::new().await;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let log = Log { drone_id: Uuid::new_v4(), start_us: now_us - 2_000_000, gap_at: 1000 };
+    let pool = setup.db.connect().await;
+    let mut processor = setup.processor(pool.clone()).await;
+    processor.handle(&log.batch(0..200)).await.unwrap();
+    pool.close().await;
+    // Past the snapshot interval: the tick tries to store the state, and fails.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(processor.on_tick().await.is_err(), "the snapshot needs PostgreSQL");
+    // The backoff grew past the quiet time (2 s) and the outage past G (10 s) since the last
+    // packet was received.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(processor.on_tick().await.is_err());
+    assert_eq!(
+        testkit::message_count(&setup.topics.kafka, &setup.flights),
+        0,
+        "a flight was closed on the local clock while the consumer was not reading"
+    );
+    setup.cleanup().await;
+}

@@ -280,8 +280,12 @@ impl SessionizerProcessor {
     /// The silent-drone rule.
     async fn close_silent(&mut self) -> Result<()> {
         let local_now = chrono::Utc::now().timestamp_micros();
+        // While steps fail the runner retries them with backoff and reads nothing, however long
+        // the outage: the local clock may run ahead of packets waiting in the log, so only the
+        // log's clock counts until a step succeeds (and the quiet time starts again then).
+        let trust_local = !self.failing;
         for (partition, state) in &mut self.partitions {
-            let clock = if caught_up(state.last_read, self.stalled_until) {
+            let clock = if trust_local && caught_up(state.last_read, self.stalled_until) {
                 local_now.max(state.newest_received_us)
             } else {
                 state.newest_received_us
