@@ -635,6 +635,13 @@ shared_buffers = 256MB
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# Telemetry is a bulk write: with the default 1 GB of WAL, checkpoints came every 18 s at 4 000
+# rows/s ("checkpoints are occurring too frequently"), and the full-page images after each one
+# swelled the WAL that brought on the next.
+max_wal_size = 8GB
+min_wal_size = 1GB
+checkpoint_timeout = 15min
+wal_compression = lz4
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
 	chown postgres:postgres "$PGDATA/flightline.conf"
