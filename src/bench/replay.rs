@@ -188,14 +188,9 @@ async fn drain(
     let shutdown = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
     let mut runner = tokio::spawn(processors::run(config, store, shutdown.clone()));
+    let offsets = processors::offsets::OffsetKey::new(group_id, topic);
     let stored = || async {
-        sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT sum(next_offset)::bigint FROM consumer_offsets WHERE group_id = $1",
-        )
-        .bind(group_id)
-        .fetch_one(pool)
-        .await
-        .map(Option::unwrap_or_default)
+        offsets.stored(pool).await.map(|stored| stored.iter().map(|(_, next_offset)| next_offset).sum::<i64>())
     };
     // When rows were first seen stored, and how many: the rate counts only what came after.
     let mut first: Option<(Instant, i64)> = None;
