@@ -165,6 +165,7 @@ pub async fn serve_http(settings: &Settings, roles: HttpRoles, shutdown: Cancell
             &kafka,
             &settings.kafka_name(processors::topics::TELEMETRY),
             Duration::from_millis(settings.ingest.ack_timeout_ms),
+            Duration::from_millis(settings.ingest.kafka_linger_ms),
         )
         .context("creating the Kafka producer")?;
         // The cross-instance `ts` order lives in Redis.

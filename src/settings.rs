@@ -32,6 +32,7 @@ const ENV: &[(&str, &str)] = &[
     ("FLIGHTLINE_INGEST_RATE_HZ", "ingest.rate_hz"),
     ("FLIGHTLINE_INGEST_RATE_BURST", "ingest.rate_burst"),
     ("FLIGHTLINE_INGEST_MAX_IN_FLIGHT_PACKETS", "ingest.max_in_flight_packets"),
+    ("FLIGHTLINE_INGEST_KAFKA_LINGER_MS", "ingest.kafka_linger_ms"),
     ("FLIGHTLINE_JWT_SECRET", "query.jwt_secret"),
     ("FLIGHTLINE_JWT_TTL_S", "query.jwt_ttl_s"),
     ("FLIGHTLINE_SIGNUP_ENABLED", "query.signup_enabled"),
@@ -136,6 +137,8 @@ pub struct IngestSettings {
     pub rate_burst: u32,
     /// Packets one instance may have on their way to Kafka at once; beyond, 503 at once.
     pub max_in_flight_packets: usize,
+    /// How long the producer gathers messages into one produce request (librdkafka `linger.ms`).
+    pub kafka_linger_ms: u64,
 }
 
 /// `[query]`: the read side and user accounts.
@@ -254,7 +257,14 @@ impl ArchiveSettings {
 
 impl Default for IngestSettings {
     fn default() -> Self {
-        Self { pool_size: 16, ack_timeout_ms: 5000, rate_hz: 1000.0, rate_burst: 10_000, max_in_flight_packets: 50_000 }
+        Self {
+            pool_size: 16,
+            ack_timeout_ms: 5000,
+            rate_hz: 1000.0,
+            rate_burst: 10_000,
+            max_in_flight_packets: 50_000,
+            kafka_linger_ms: 2,
+        }
     }
 }
 

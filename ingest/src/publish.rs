@@ -68,14 +68,17 @@ pub struct Publisher {
 
 impl Publisher {
     /// `base` carries the bootstrap servers; durability settings are fixed here because the
-    /// "no acknowledged packet lost" promise depends on them.
-    pub fn new(base: &ClientConfig, topic: &str, ack_timeout: Duration) -> Result<Self, KafkaError> {
+    /// "no acknowledged packet lost" promise depends on them. `linger` is how long the producer
+    /// gathers messages into one produce request per partition (`ingest.kafka_linger_ms`): longer
+    /// saves broker CPU, but every request waits for its acknowledgement and a drone sends its
+    /// next batch only then, so it also caps each drone's request rate (BENCHMARKS.md).
+    pub fn new(base: &ClientConfig, topic: &str, ack_timeout: Duration, linger: Duration) -> Result<Self, KafkaError> {
         let producer = base
             .clone()
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
-            .set("linger.ms", "2")
+            .set("linger.ms", linger.as_millis().to_string())
             .set("batch.num.messages", "10000")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "500000")

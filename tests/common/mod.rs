@@ -93,7 +93,8 @@ pub async fn serve_ingest(
     topic: &str,
     options: &IngestOptions,
 ) -> (String, CancellationToken) {
-    let publisher = ingest::Publisher::new(kafka, topic, options.ack_timeout).expect("producer");
+    let publisher =
+        ingest::Publisher::new(kafka, topic, options.ack_timeout, Duration::from_millis(2)).expect("producer");
     let order = if options.redis {
         let client = match &options.redis_url {
             Some(url) => redis::Client::open(url.as_str()).expect("redis url"),
