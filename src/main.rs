@@ -9,6 +9,11 @@ use flightline::{runtime, Settings};
 mod bench;
 mod tools;
 
+// glibc malloc took ~37 % of the process's CPU at 50 000 packets/s, much of it contended arena
+// locks between librdkafka's threads and the runtime's (BENCHMARKS.md, box G).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "flightline", version, about = "Drone telemetry platform: ingest, processors, query")]
 struct Cli {
