@@ -9,8 +9,8 @@ use flightline::{runtime, Settings};
 mod bench;
 mod tools;
 
-// glibc malloc took ~37 % of the process's CPU at 50 000 packets/s, much of it contended arena
-// locks between librdkafka's threads and the runtime's (BENCHMARKS.md, box G).
+// glibc malloc/free were ~37 % of the process's samples at 50 000 packets/s (plus ~3 % waiting on
+// arena locks); mimalloc: 7-11 % less CPU in the whole-system A/B (BENCHMARKS.md, box G).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
